@@ -1,0 +1,112 @@
+"""Every papo metric, in one registry and one place. Names share the `papo_` prefix.
+
+FastStream's own broker metrics (received/published/errors/latency per queue, prefixed `faststream_`) and
+Litestar's HTTP metrics are registered into the same registry by the service apps. The canary/stable split
+comes from the pod's `track` label, added at scrape time, so no metric here carries it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOKS = Counter(
+    "papo_webhooks",
+    "Evolution API webhooks received, by outcome (accepted, duplicate, ignored, rejected, unavailable).",
+    ["outcome", "reason"],
+    registry=REGISTRY,
+)
+DEBOUNCE_BURST_MESSAGES = Histogram(
+    "papo_debounce_burst_messages",
+    "Messages in a flushed burst.",
+    ["reason"],
+    buckets=(1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50),
+    registry=REGISTRY,
+)
+DEBOUNCE_WAIT_SECONDS = Histogram(
+    "papo_debounce_wait_seconds",
+    "Seconds from a burst's first message to its flush.",
+    ["reason"],
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300),
+    registry=REGISTRY,
+)
+TRANSCRIPTION_SECONDS = Histogram(
+    "papo_transcription_seconds",
+    "Wall seconds spent transcribing one voice note.",
+    ["engine"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+    registry=REGISTRY,
+)
+TRANSCRIPTION_AUDIO_SECONDS = Counter(
+    "papo_transcription_audio_seconds",
+    "Seconds of audio transcribed.",
+    ["engine"],
+    registry=REGISTRY,
+)
+TRANSCRIPTIONS = Counter(
+    "papo_transcriptions",
+    "Voice notes handled, by outcome (ok, failed).",
+    ["engine", "outcome"],
+    registry=REGISTRY,
+)
+LLM_REQUEST_SECONDS = Histogram(
+    "papo_llm_request_seconds",
+    "Latency of one chat completion, including retries.",
+    ["model", "outcome"],
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+LLM_TOKENS = Counter(
+    "papo_llm_tokens",
+    "Tokens used by chat completions, by kind (prompt, completion).",
+    ["model", "kind"],
+    registry=REGISTRY,
+)
+LLM_TURNS = Counter(
+    "papo_llm_turns",
+    "Bursts handled by the llm, by outcome (answered, superseded, duplicate, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+REPLIES = Counter(
+    "papo_replies",
+    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate).",
+    ["instance", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "papo_dead_letters",
+    "Messages sent to a dead-letter queue by papo's handlers, by queue and reason.",
+    ["queue", "reason"],
+    registry=REGISTRY,
+)
+PERSISTED_ROWS = Counter(
+    "papo_persisted_rows",
+    "Rows written to PostgreSQL, by kind (inbound, operator, reply, transcript, delivery).",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+METRIC_NAMES: tuple[str, ...] = tuple(
+    sorted(
+        {
+            metric.describe()[0].name
+            for metric in (
+                WEBHOOKS,
+                DEBOUNCE_BURST_MESSAGES,
+                DEBOUNCE_WAIT_SECONDS,
+                TRANSCRIPTION_SECONDS,
+                TRANSCRIPTION_AUDIO_SECONDS,
+                TRANSCRIPTIONS,
+                LLM_REQUEST_SECONDS,
+                LLM_TOKENS,
+                LLM_TURNS,
+                REPLIES,
+                DEAD_LETTERS,
+                PERSISTED_ROWS,
+            )
+        }
+    )
+)
+"""papo's own metric families, as Prometheus exposes them (counters gain `_total` on scrape)."""

@@ -1,0 +1,47 @@
+"""Redis clients and the key names that more than one service reads."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from papo_common.contracts import ConversationRef
+
+
+def make_redis(url: str) -> Redis:
+    """An async Redis client with bounded timeouts, so a dead Redis fails fast instead of hanging a handler."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+
+
+class ConversationKeys:
+    """Redis keys of one conversation. The `{...}` hash tag keeps them in one Redis Cluster slot, so Lua
+    scripts may touch several of them atomically."""
+
+    def __init__(self, prefix: str, conversation: ConversationRef) -> None:
+        self._base = f"{prefix}:conv:{{{conversation.key}}}"
+
+    @property
+    def inbound_seq(self) -> str:
+        """Counter of inbound messages (written by debounce, read by llm to detect a superseded reply)."""
+        return f"{self._base}:inbound-seq"
+
+    @property
+    def history(self) -> str:
+        return f"{self._base}:history"
+
+    @property
+    def turn_lock(self) -> str:
+        return f"{self._base}:turn-lock"
+
+    @property
+    def answered_seq(self) -> str:
+        return f"{self._base}:answered-seq"
+
+    def scoped(self, suffix: str) -> str:
+        """A service-private key of this conversation."""
+        return f"{self._base}:{suffix}"

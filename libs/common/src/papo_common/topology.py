@@ -1,0 +1,132 @@
+"""Every exchange, queue and routing key papo uses, named in this one place.
+
+One topic exchange carries every contract; a routing key names what a message is, and each service's queue
+binds the keys it consumes, so one confirmed publish reaches every interested service (persist always gets a
+copy). Each consumer queue is a quorum queue with an explicit delivery limit (RabbitMQ 3.x has none by
+default) and at-least-once dead-lettering into its own dead-letter queue, so a poison message is parked with
+its reason instead of looping, and is never dropped on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, Transcript
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
+
+EXCHANGE: Final = RabbitExchange("papo", type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTER_EXCHANGE: Final = RabbitExchange("papo.dead-letter", type=ExchangeType.DIRECT, durable=True)
+
+
+class RoutingKey:
+    """What a message is. Consumers bind these; producers publish with them."""
+
+    INBOUND_TEXT: Final = "inbound.text"
+    INBOUND_AUDIO: Final = "inbound.audio"
+    INBOUND_OPERATOR: Final = "inbound.operator"
+    TRANSCRIPT_READY: Final = "transcript.ready"
+    BURST_READY: Final = "burst.ready"
+    REPLY_READY: Final = "reply.ready"
+    REPLY_SENT: Final = "reply.sent"
+
+
+@dataclass(frozen=True)
+class ServiceQueue:
+    """A consumer service's one input queue, its bindings and its dead-letter queue."""
+
+    service: str
+    binds: tuple[str, ...]
+    delivery_limit: int = 5
+    extra_arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"papo.{self.service}"
+
+    @property
+    def dead_letter_name(self) -> str:
+        return f"{self.name}.dlq"
+
+    @property
+    def queue(self) -> RabbitQueue:
+        return RabbitQueue(
+            self.name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+                "x-dead-letter-routing-key": self.dead_letter_name,
+                # at-least-once dead-lettering needs reject-publish overflow; without it a dead letter can be
+                # dropped when the dead-letter queue is unavailable.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+                **self.extra_arguments,
+            },
+        )
+
+    @property
+    def dead_letter_queue(self) -> RabbitQueue:
+        return RabbitQueue(
+            self.dead_letter_name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            routing_key=self.dead_letter_name,
+        )
+
+
+DEBOUNCE: Final = ServiceQueue(
+    "debounce", binds=(RoutingKey.INBOUND_TEXT, RoutingKey.INBOUND_AUDIO, RoutingKey.TRANSCRIPT_READY)
+)
+TRANSCRIBE: Final = ServiceQueue("transcribe", binds=(RoutingKey.INBOUND_AUDIO,), delivery_limit=3)
+LLM: Final = ServiceQueue("llm", binds=(RoutingKey.BURST_READY,))
+PERSIST: Final = ServiceQueue(
+    "persist",
+    binds=(
+        "inbound.*",
+        RoutingKey.TRANSCRIPT_READY,
+        RoutingKey.REPLY_READY,
+        RoutingKey.REPLY_SENT,
+    ),
+)
+DELIVER: Final = ServiceQueue("deliver", binds=(RoutingKey.REPLY_READY,))
+
+SERVICE_QUEUES: Final[tuple[ServiceQueue, ...]] = (DEBOUNCE, TRANSCRIBE, LLM, PERSIST, DELIVER)
+
+
+def routing_key_for(message: Contract) -> str:
+    """The routing key a contract is published with."""
+    match message:
+        case InboundMessage(from_me=True):
+            return RoutingKey.INBOUND_OPERATOR
+        case InboundMessage(kind="audio"):
+            return RoutingKey.INBOUND_AUDIO
+        case InboundMessage():
+            return RoutingKey.INBOUND_TEXT
+        case Transcript():
+            return RoutingKey.TRANSCRIPT_READY
+        case Burst():
+            return RoutingKey.BURST_READY
+        case Reply():
+            return RoutingKey.REPLY_READY
+        case ReplySent():
+            return RoutingKey.REPLY_SENT
+    raise TypeError(f"no routing key for {type(message).__name__}")
+
+
+async def declare_topology(broker: RabbitBroker) -> None:
+    """Declare every exchange, queue, dead-letter queue and binding. Idempotent; every service runs it at
+    start, so a publish is routable even before the consuming service has ever started."""
+    exchange = await broker.declare_exchange(EXCHANGE)
+    dead_letter_exchange = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
+    for service_queue in SERVICE_QUEUES:
+        dead_letters = await broker.declare_queue(service_queue.dead_letter_queue)
+        await dead_letters.bind(dead_letter_exchange, routing_key=service_queue.dead_letter_name)
+        queue = await broker.declare_queue(service_queue.queue)
+        for routing_key in service_queue.binds:
+            await queue.bind(exchange, routing_key=routing_key)

@@ -1,0 +1,1 @@
+"""Test support shared by papo's test suites. Never imported by a service at run time."""

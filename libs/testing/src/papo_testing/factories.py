@@ -1,0 +1,59 @@
+"""Contract factories for tests: realistic messages with as little ceremony as possible."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from papo_common.contracts import AudioAttachment, ConversationRef, InboundMessage, Transcript
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+"""A fixed `messageTimestamp` origin; `seconds=` offsets from it."""
+
+ANA = ConversationRef(instance="loja", user_id="5511999990000@s.whatsapp.net")
+
+
+def text_message(
+    message_id: str, body: str, seconds: float = 0, conversation: ConversationRef = ANA, push_name: str = "Ana"
+) -> InboundMessage:
+    return InboundMessage(
+        conversation=conversation,
+        message_id=message_id,
+        chat_id=conversation.user_id,
+        push_name=push_name,
+        kind="text",
+        text=body,
+        sent_at=T0 + timedelta(seconds=seconds),
+        received_at=datetime.now(UTC),
+    )
+
+
+def audio_message(
+    message_id: str, seconds: float = 0, conversation: ConversationRef = ANA, base64: str | None = "T2dnUw=="
+) -> InboundMessage:
+    return InboundMessage(
+        conversation=conversation,
+        message_id=message_id,
+        chat_id=conversation.user_id,
+        kind="audio",
+        sent_at=T0 + timedelta(seconds=seconds),
+        received_at=datetime.now(UTC),
+        audio=AudioAttachment(
+            mimetype="audio/ogg; codecs=opus",
+            seconds=4,
+            ptt=True,
+            base64=base64,
+            media_request=None if base64 else {"key": {"id": message_id}},
+        ),
+    )
+
+
+def transcript(
+    message_id: str, body: str | None, seconds: float = 0, conversation: ConversationRef = ANA
+) -> Transcript:
+    return Transcript(
+        conversation=conversation,
+        message_id=message_id,
+        sent_at=T0 + timedelta(seconds=seconds),
+        text=body,
+        failure=None if body else "no speech detected",
+    )

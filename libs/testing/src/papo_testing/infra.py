@@ -1,0 +1,60 @@
+"""Isolated slices of the real RabbitMQ, Redis and PostgreSQL on the test machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+RABBITMQ_HOST = os.environ.get("PAPO_TEST_RABBITMQ_HOST", "127.0.0.1:5672")
+RABBITMQ_USER = os.environ.get("PAPO_TEST_RABBITMQ_USER", "guest")
+POSTGRES_ADMIN_URL = os.environ.get("PAPO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run([binary, *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A fresh RabbitMQ virtual host; yields its AMQP URL and deletes it afterwards."""
+    vhost = f"papo-test-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, RABBITMQ_USER, ".*", ".*", ".*")
+    try:
+        yield f"amqp://{RABBITMQ_USER}:{RABBITMQ_USER}@{RABBITMQ_HOST}/{vhost}"
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            _rabbitmqctl("delete_vhost", vhost)
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def postgres_database(*, migrate: bool = True) -> Iterator[str]:
+    """A fresh PostgreSQL database with papo's migrations applied; yields its SQLAlchemy asyncpg URL."""
+    name = f"papo_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = f"{base}/{name}"
+    try:
+        if migrate:
+            from papo_common.db.migrate import upgrade
+
+            upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,92 @@
+"""Helpers to drive and inspect the real RabbitMQ in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import RabbitBroker
+
+from papo_common.broker import publish
+from papo_common.contracts import Contract
+from papo_common.settings import PapoSettings
+from papo_common.topology import SERVICE_QUEUES, declare_topology
+
+
+@contextlib.asynccontextmanager
+async def connected_broker(url: str) -> AsyncIterator[RabbitBroker]:
+    """A plain publishing broker on `url` with papo's topology declared."""
+    from papo_common.broker import make_broker
+
+    broker = make_broker(PapoSettings(rabbitmq_url=url))  # type: ignore[arg-type]
+    await broker.connect()
+    await declare_topology(broker)
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+async def publish_all(url: str, *messages: Contract) -> None:
+    async with connected_broker(url) as broker:
+        for message in messages:
+            await publish(broker, message)
+
+
+async def take(url: str, queue: str, count: int, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Consume (and ack) exactly `count` JSON messages from `queue`, waiting up to `timeout` seconds."""
+    connection = await aio_pika.connect(url)
+    taken: list[dict[str, Any]] = []
+    try:
+        channel = await connection.channel()
+        declared = await channel.get_queue(queue, ensure=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(taken) < count:
+            message = await declared.get(fail=False)
+            if message is None:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{queue}: got {len(taken)} of {count} messages in {timeout}s")
+                await asyncio.sleep(0.05)
+                continue
+            taken.append(json.loads(message.body))
+            await message.ack()
+    finally:
+        await connection.close()
+    return taken
+
+
+async def depth(url: str, queue: str) -> int:
+    """Messages ready in `queue` right now."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
+async def depths(url: str) -> dict[str, int]:
+    """Ready messages in every papo queue and dead-letter queue."""
+    names = [q.name for q in SERVICE_QUEUES] + [q.dead_letter_name for q in SERVICE_QUEUES]
+    return {name: await depth(url, name) for name in names}
+
+
+async def bind_probe(url: str, routing_key: str) -> str:
+    """Declare a throwaway quorum queue bound to `routing_key` on papo's exchange; returns its name, so a
+    test can see what a service published without stealing messages from the real consumer queues."""
+    from papo_common.topology import EXCHANGE
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        name = f"probe.{routing_key}"
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(EXCHANGE.name, routing_key=routing_key)
+        return name
+    finally:
+        await connection.close()

@@ -1,0 +1,50 @@
+"""The debounce service: FastStream consumer of `papo.debounce` plus the Redis-driven flush loop."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+
+from papo_common.broker import publish, subscribe
+from papo_common.contracts import Burst
+from papo_common.redis import make_redis
+from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.topology import DEBOUNCE
+from papo_debounce.flusher import Flusher
+from papo_debounce.handlers import DebounceInput, handle
+from papo_debounce.settings import DebounceSettings
+from papo_debounce.store import DebounceStore
+
+
+def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
+    settings = settings or DebounceSettings()
+    broker = make_service_broker("debounce", settings)
+    redis = make_redis(settings.redis_url.get_secret_value())
+    store = DebounceStore(redis, settings)
+
+    async def publish_burst(burst: Burst) -> None:
+        await publish(broker, burst)
+
+    flusher = Flusher(store, publish_burst, poll_interval=settings.debounce_poll_interval_ms / 1000)
+
+    @subscribe(broker, DEBOUNCE)
+    async def on_message(message: DebounceInput) -> None:
+        await handle(message, store)
+
+    async def start_flusher() -> None:
+        flusher.start()
+
+    async def stop() -> None:
+        await flusher.stop()
+        await redis.aclose()
+
+    return consumer_app(
+        broker,
+        checks={"redis": redis.ping},
+        after_startup=[start_flusher],
+        on_shutdown=[stop],
+    )
+
+
+def main() -> None:
+    settings = DebounceSettings()
+    serve(create_app(settings), settings)

@@ -1,0 +1,212 @@
+"""Burst semantics over the real Redis: window, cap, size, order, dedupe, voice notes, crashes, races."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, ConversationRef
+from papo_common.redis import ConversationKeys
+from papo_debounce.flusher import Flusher
+from papo_debounce.settings import DebounceSettings
+from papo_debounce.store import DebounceStore
+from papo_testing.factories import ANA, audio_message, text_message, transcript
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.bursts: list[Burst] = []
+
+    async def __call__(self, burst: Burst) -> None:
+        self.bursts.append(burst)
+
+
+def flusher_for(store: DebounceStore) -> tuple[Flusher, Collector]:
+    collected = Collector()
+    return Flusher(store, collected, poll_interval=0.05), collected
+
+
+async def test_quiet_window_flushes_one_ordered_burst(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    # arrival order differs from send order: Evolution retries webhooks independently
+    for message in (text_message("B", "tudo bem?", seconds=2), text_message("A", "oi", seconds=1),
+                    text_message("C", "quero um bolo", seconds=3)):
+        assert await store.add_message(message) is not None
+    assert await flusher.flush_due() == 0, "nothing is due inside the quiet window"
+    await asyncio.sleep(0.5)
+    assert await flusher.flush_due() == 1
+    [burst] = out.bursts
+    assert [item.text for item in burst.items] == ["oi", "tudo bem?", "quero um bolo"]
+    assert burst.reason == "quiet"
+    assert burst.inbound_seq == 3
+    assert burst.chat_id == ANA.user_id and burst.push_name == "Ana"
+    assert await flusher.flush_due() == 0, "a burst is flushed exactly once"
+
+
+async def test_each_message_restarts_the_window(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    for index in range(3):
+        await store.add_message(text_message(f"m{index}", f"parte {index}", seconds=index))
+        await asyncio.sleep(0.25)
+        assert await flusher.flush_due() == 0
+    await asyncio.sleep(0.3)
+    assert await flusher.flush_due() == 1
+    assert len(out.bursts[0].items) == 3
+
+
+async def test_chatty_person_is_flushed_at_the_cap(store: DebounceStore, settings: DebounceSettings) -> None:
+    flusher, out = flusher_for(store)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    index = 0
+    while not out.bursts:
+        await store.add_message(text_message(f"m{index}", f"msg {index}", seconds=index))
+        index += 1
+        await asyncio.sleep(0.3)
+        await flusher.flush_due()
+        assert loop.time() - started < 3, "the cap must end the burst"
+    assert out.bursts[0].reason == "max_wait"
+    assert settings.debounce_max_wait_seconds <= loop.time() - started < settings.debounce_max_wait_seconds + 0.7
+
+
+async def test_full_burst_is_flushed_at_once(store: DebounceStore, settings: DebounceSettings) -> None:
+    flusher, out = flusher_for(store)
+    for index in range(settings.debounce_max_messages):
+        await store.add_message(text_message(f"m{index}", "x", seconds=index))
+    assert await flusher.flush_due() == 1
+    assert out.bursts[0].reason == "max_size"
+    assert len(out.bursts[0].items) == settings.debounce_max_messages
+
+
+async def test_duplicates_and_redeliveries_join_no_burst(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    assert await store.add_message(text_message("A", "oi")) == 1
+    assert await store.add_message(text_message("A", "oi")) is None
+    await asyncio.sleep(0.5)
+    await flusher.flush_due()
+    assert await store.add_message(text_message("A", "oi")) is None, "seen before, even after its flush"
+    await asyncio.sleep(0.5)
+    assert await flusher.flush_due() == 0
+    assert len(out.bursts) == 1 and len(out.bursts[0].items) == 1
+
+
+async def test_voice_note_holds_its_burst_until_transcribed(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    await store.add_message(text_message("t1", "oi", seconds=1))
+    await store.add_message(audio_message("v1", seconds=2))
+    await store.add_message(text_message("t2", "e aí?", seconds=3))
+    await asyncio.sleep(0.6)
+    assert await flusher.flush_due() == 0, "the quiet window passed but the voice note is still transcribing"
+    assert await store.add_transcript(transcript("v1", "queria saber o preço do bolo", seconds=2))
+    assert await flusher.flush_due() == 1
+    assert [item.text for item in out.bursts[0].items] == ["oi", "queria saber o preço do bolo", "e aí?"]
+    assert out.bursts[0].items[1].transcribed
+
+
+async def test_transcription_timeout_puts_the_marker_in(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    await store.add_message(audio_message("v1", seconds=1))
+    await store.add_message(text_message("t1", "?", seconds=2))
+    await asyncio.sleep(0.6)
+    assert await flusher.flush_due() == 0
+    await asyncio.sleep(0.6)
+    assert await flusher.flush_due() == 1
+    assert out.bursts[0].items[0].text == UNDERSTOOD_NOTHING
+    # a late transcript neither resurrects nor breaks anything
+    assert not await store.add_transcript(transcript("v1", "tarde demais"))
+    await asyncio.sleep(0.5)
+    assert await flusher.flush_due() == 0
+
+
+async def test_failed_transcription_becomes_the_marker(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    await store.add_message(audio_message("v1"))
+    await store.add_transcript(transcript("v1", None))
+    await asyncio.sleep(0.5)
+    await flusher.flush_due()
+    assert out.bursts[0].items[0].text == UNDERSTOOD_NOTHING
+
+
+async def test_transcript_that_overtakes_its_voice_note(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    assert not await store.add_transcript(transcript("v1", "cheguei antes"))
+    await store.add_message(audio_message("v1"))
+    await asyncio.sleep(0.5)
+    assert await flusher.flush_due() == 1, "nothing is pending: the transcript was already there"
+    assert out.bursts[0].items[0].text == "cheguei antes"
+
+
+async def test_publisher_crash_is_recovered_with_the_same_burst(store: DebounceStore) -> None:
+    await store.add_message(text_message("A", "oi"))
+    await asyncio.sleep(0.5)
+
+    async def crash(burst: Burst) -> None:
+        raise ConnectionError("broker went away")
+
+    crashed = Flusher(store, crash, poll_interval=0.05)
+    assert await crashed.flush_due() == 0
+    survivor, out = flusher_for(store)
+    assert await survivor.flush_due() == 0, "the claim is leased to the crashed replica for a while"
+    await asyncio.sleep(0.6)
+    assert await survivor.flush_due() == 1
+    assert [item.message_id for item in out.bursts[0].items] == ["A"]
+
+
+async def test_next_burst_waits_for_the_previous_publish(
+    redis: Redis, store: DebounceStore, settings: DebounceSettings
+) -> None:
+    store = DebounceStore(redis, settings.model_copy(update={"debounce_claim_lease_seconds": 10}))
+    gate = asyncio.Event()
+    out: list[Burst] = []
+
+    async def slow(burst: Burst) -> None:
+        await gate.wait()
+        out.append(burst)
+
+    await store.add_message(text_message("A", "primeiro", seconds=1))
+    await asyncio.sleep(0.5)
+    first = asyncio.create_task(Flusher(store, slow, poll_interval=0.05).flush_due())
+    await asyncio.sleep(0.1)
+    await store.add_message(text_message("B", "segundo", seconds=2))
+    await asyncio.sleep(0.5)
+    other, other_out = flusher_for(store)
+    assert await other.flush_due() == 0, "burst 2 is due but burst 1 is still being published"
+    gate.set()
+    await first
+    assert await other.flush_due() == 1
+    assert [b.items[0].text for b in (*out, *other_out.bursts)] == ["primeiro", "segundo"]
+    assert other_out.bursts[0].inbound_seq == 2
+
+
+async def test_concurrent_handlers_and_replicas_flush_once(store: DebounceStore) -> None:
+    messages = [text_message(f"m{i:02}", f"msg {i}", seconds=i) for i in range(4)]
+    # every message delivered twice, all at once, as two replicas with prefetch would
+    results = await asyncio.gather(*(store.add_message(m) for m in messages + messages))
+    assert sorted(r for r in results if r is not None) == [1, 2, 3, 4]
+    await asyncio.sleep(0.5)
+    replicas = [flusher_for(store) for _ in range(4)]
+    flushed = await asyncio.gather(*(flusher.flush_due() for flusher, _ in replicas))
+    assert sum(flushed) == 1
+    [burst] = [b for _, out in replicas for b in out.bursts]
+    assert [item.message_id for item in burst.items] == ["m00", "m01", "m02", "m03"]
+
+
+async def test_conversations_are_isolated(store: DebounceStore) -> None:
+    flusher, out = flusher_for(store)
+    other_instance = ConversationRef(instance="padaria", user_id=ANA.user_id)
+    await store.add_message(text_message("A", "oi loja"))
+    await store.add_message(text_message("A", "oi padaria", conversation=other_instance))
+    await asyncio.sleep(0.5)
+    assert await flusher.flush_due() == 2
+    texts = sorted(b.items[0].text for b in out.bursts)
+    assert texts == ["oi loja", "oi padaria"]
+    assert {b.conversation.instance for b in out.bursts} == {"loja", "padaria"}
+
+
+async def test_expired_counter_restarts_above_the_answered_watermark(
+    store: DebounceStore, redis: Redis, settings: DebounceSettings
+) -> None:
+    keys = ConversationKeys(settings.redis_key_prefix, ANA)
+    await redis.set(keys.answered_seq, 41)
+    assert await store.add_message(text_message("A", "voltei")) == 42
