@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
 from papo_testing import infra
 
 

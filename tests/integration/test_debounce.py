@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from faststream.asgi import AsgiFastStream
-
 from papo_common.topology import LLM
 from papo_debounce.app import create_app
 from papo_debounce.settings import DebounceSettings
@@ -63,7 +62,9 @@ async def test_burst_with_duplicate_and_reordering_reaches_llm_once(
 async def test_restart_inside_the_window_loses_nothing(rabbitmq_url: str, debounce: AppFactory) -> None:
     first = debounce()
     await first.start()
-    await publish_all(rabbitmq_url, text_message("A", "oi", seconds=1), text_message("B", "tudo bem?", seconds=2))
+    await publish_all(
+        rabbitmq_url, text_message("A", "oi", seconds=1), text_message("B", "tudo bem?", seconds=2)
+    )
     await asyncio.sleep(0.2)
     await first.stop()  # the process dies mid-burst
     second = debounce()
@@ -100,7 +101,9 @@ async def test_voice_note_joins_its_burst_in_order(rabbitmq_url: str, debounce: 
     assert [item["text"] for item in burst["items"]] == ["oi", "queria um bolo de cenoura", "e aí?"]
 
 
-async def test_message_that_breaks_its_contract_is_dead_lettered(rabbitmq_url: str, debounce: AppFactory) -> None:
+async def test_message_that_breaks_its_contract_is_dead_lettered(
+    rabbitmq_url: str, debounce: AppFactory
+) -> None:
     import aio_pika
 
     app = debounce()

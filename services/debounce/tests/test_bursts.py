@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
-
 from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, ConversationRef
 from papo_common.redis import ConversationKeys
 from papo_debounce.flusher import Flusher
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
 from papo_testing.factories import ANA, audio_message, text_message, transcript
+from redis.asyncio import Redis
 
 
 class Collector:
@@ -30,8 +29,11 @@ def flusher_for(store: DebounceStore) -> tuple[Flusher, Collector]:
 async def test_quiet_window_flushes_one_ordered_burst(store: DebounceStore) -> None:
     flusher, out = flusher_for(store)
     # arrival order differs from send order: Evolution retries webhooks independently
-    for message in (text_message("B", "tudo bem?", seconds=2), text_message("A", "oi", seconds=1),
-                    text_message("C", "quero um bolo", seconds=3)):
+    for message in (
+        text_message("B", "tudo bem?", seconds=2),
+        text_message("A", "oi", seconds=1),
+        text_message("C", "quero um bolo", seconds=3),
+    ):
         assert await store.add_message(message) is not None
     assert await flusher.flush_due() == 0, "nothing is due inside the quiet window"
     await asyncio.sleep(0.5)
@@ -67,7 +69,9 @@ async def test_chatty_person_is_flushed_at_the_cap(store: DebounceStore, setting
         await flusher.flush_due()
         assert loop.time() - started < 3, "the cap must end the burst"
     assert out.bursts[0].reason == "max_wait"
-    assert settings.debounce_max_wait_seconds <= loop.time() - started < settings.debounce_max_wait_seconds + 0.7
+    assert (
+        settings.debounce_max_wait_seconds <= loop.time() - started < settings.debounce_max_wait_seconds + 0.7
+    )
 
 
 async def test_full_burst_is_flushed_at_once(store: DebounceStore, settings: DebounceSettings) -> None:

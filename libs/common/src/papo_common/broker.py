@@ -11,16 +11,14 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
-from pydantic import ValidationError
-
 from papo_common.contracts import Contract
 from papo_common.errors import PermanentError
 from papo_common.metrics import DEAD_LETTERS
 from papo_common.topology import EXCHANGE, ServiceQueue, routing_key_for
+from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
-
     from papo_common.settings import PapoSettings
 
 logger = logging.getLogger(__name__)
@@ -81,7 +79,7 @@ def subscribe(broker: RabbitBroker, service_queue: ServiceQueue, **kwargs: Any) 
     return broker.subscriber(service_queue.queue, ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)
 
 
-async def publish(broker: RabbitBroker, message: Contract, *, headers: dict[str, str] | None = None) -> None:
+async def publish(broker: RabbitBroker, message: Contract, *, headers: dict[str, Any] | None = None) -> None:
     """Publish a contract persistently and wait for the broker's confirm.
 
     `mandatory` plus the channel's `on_return_raises` turn an unroutable message into an error instead of a

@@ -99,14 +99,16 @@ def run_stack(*, services: list[str] | None = None, migrate: bool = True) -> int
         print("papo dev: no service is installed (pip install -e services/<name>)", file=sys.stderr)
         return 2
     if migrate:
-        subprocess.run([sys.executable, "-m", "papo_common.cli", "migrate"], check=True)  # noqa: S603
+        subprocess.run([sys.executable, "-m", "papo_common.cli", "migrate"], check=True)
     processes = start_services(chosen)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"papo dev: started {', '.join(chosen)}; webhook on :{DEV_PORTS['ingest']}; Ctrl-C stops", flush=True)
+    print(
+        f"papo dev: started {', '.join(chosen)}; webhook on :{DEV_PORTS['ingest']}; Ctrl-C stops", flush=True
+    )
     try:
         return _pump(processes)
     except KeyboardInterrupt:

@@ -91,7 +91,7 @@ PERSISTED_ROWS = Counter(
 METRIC_NAMES: tuple[str, ...] = tuple(
     sorted(
         {
-            metric.describe()[0].name
+            next(iter(metric.describe())).name
             for metric in (
                 WEBHOOKS,
                 DEBOUNCE_BURST_MESSAGES,

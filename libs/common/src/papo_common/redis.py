@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from papo_common.contracts import ConversationRef
+from redis.asyncio import Redis
 
 
 def make_redis(url: str) -> Redis:

@@ -16,14 +16,13 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import make_asgi_app
-
 from papo_common.broker import make_broker
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
 from papo_common.telemetry import setup_tracing
 from papo_common.topology import declare_topology
+from prometheus_client import make_asgi_app
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,9 @@ _CHECK_TIMEOUT_SECONDS = 2.0
 
 def make_service_broker(service: str, settings: PapoSettings) -> RabbitBroker:
     """The service's broker, with logging configured and tracing and Prometheus middlewares installed."""
-    configure_logging(service, level=settings.log_level, fmt=settings.log_format, track=settings.service_track)
+    configure_logging(
+        service, level=settings.log_level, fmt=settings.log_format, track=settings.service_track
+    )
     provider = setup_tracing(service, track=settings.service_track)
     return make_broker(
         settings,
@@ -53,7 +54,7 @@ async def run_checks(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
     async def one(check: ReadinessCheck) -> str:
         try:
             await asyncio.wait_for(check(), _CHECK_TIMEOUT_SECONDS)
-        except Exception as error:  # noqa: BLE001 - any failure means not ready, and is reported
+        except Exception as error:
             return f"error: {type(error).__name__}: {error}"[:300]
         return "ok"
 
@@ -62,9 +63,7 @@ async def run_checks(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
     return dict(zip(names, results, strict=True))
 
 
-def ops_routes(
-    broker: RabbitBroker, checks: dict[str, ReadinessCheck]
-) -> list[tuple[str, Any]]:
+def ops_routes(broker: RabbitBroker, checks: dict[str, ReadinessCheck]) -> list[tuple[str, Any]]:
     """`/healthz` (the process is alive), `/readyz` (every dependency answers) and `/metrics`."""
 
     async def broker_ready() -> None:
@@ -82,7 +81,9 @@ def ops_routes(
         results = await run_checks(all_checks)
         ready = all(result == "ok" for result in results.values())
         body = json.dumps({"status": "ready" if ready else "not ready", "checks": results}).encode()
-        return AsgiResponse(body, status_code=200 if ready else 503, headers={"content-type": "application/json"})
+        return AsgiResponse(
+            body, status_code=200 if ready else 503, headers={"content-type": "application/json"}
+        )
 
     return [("/healthz", liveness), ("/readyz", readiness), ("/metrics", make_asgi_app(REGISTRY))]
 

@@ -13,7 +13,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 _provider: TracerProvider | None = None
 
 
-def setup_tracing(service: str, *, track: str = "stable", processor: SpanProcessor | None = None) -> TracerProvider:
+def setup_tracing(
+    service: str, *, track: str = "stable", processor: SpanProcessor | None = None
+) -> TracerProvider:
     """Create (once) and install this process's tracer provider for `papo-<service>`.
 
     `processor` lets tests collect spans in memory.
@@ -24,7 +26,9 @@ def setup_tracing(service: str, *, track: str = "stable", processor: SpanProcess
             {"service.name": f"papo-{service}", "service.namespace": "papo", "papo.track": track}
         )
         _provider = TracerProvider(resource=resource)
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        ):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

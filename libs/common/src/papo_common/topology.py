@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
-
 from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, Transcript
 
 if TYPE_CHECKING:
@@ -54,21 +53,17 @@ class ServiceQueue:
 
     @property
     def queue(self) -> RabbitQueue:
-        return RabbitQueue(
-            self.name,
-            queue_type=QueueType.QUORUM,
-            durable=True,
-            arguments={
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
-                "x-dead-letter-routing-key": self.dead_letter_name,
-                # at-least-once dead-lettering needs reject-publish overflow; without it a dead letter can be
-                # dropped when the dead-letter queue is unavailable.
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-                **self.extra_arguments,
-            },
-        )
+        arguments: Any = {
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+            "x-dead-letter-routing-key": self.dead_letter_name,
+            # at-least-once dead-lettering needs reject-publish overflow; without it a dead letter can be
+            # dropped when the dead-letter queue is unavailable.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            **self.extra_arguments,
+        }
+        return RabbitQueue(self.name, queue_type=QueueType.QUORUM, durable=True, arguments=arguments)
 
     @property
     def dead_letter_queue(self) -> RabbitQueue:

@@ -13,7 +13,11 @@ ANA = ConversationRef(instance="loja", user_id="5511999990000@s.whatsapp.net")
 
 
 def text_message(
-    message_id: str, body: str, seconds: float = 0, conversation: ConversationRef = ANA, push_name: str = "Ana"
+    message_id: str,
+    body: str,
+    seconds: float = 0,
+    conversation: ConversationRef = ANA,
+    push_name: str = "Ana",
 ) -> InboundMessage:
     return InboundMessage(
         conversation=conversation,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, BurstItem
+
 from papo_debounce.store import Flushing, StoredItem
 
 
@@ -30,7 +31,7 @@ def build_burst(flushing: Flushing) -> Burst:
         items=tuple(
             BurstItem(
                 message_id=item.message_id,
-                kind=item.kind,  # type: ignore[arg-type]
+                kind=item.kind,
                 text=_text_of(item, flushing),
                 sent_at=item.sent_at,
                 transcribed=item.kind == "audio",
@@ -38,7 +39,7 @@ def build_burst(flushing: Flushing) -> Burst:
             for item in ordered
         ),
         inbound_seq=flushing.inbound_seq,
-        reason=flushing.reason,  # type: ignore[arg-type]
+        reason=flushing.reason,
         first_received_at=first_at,
         flushed_at=datetime.fromtimestamp(flushing.claimed_at, UTC),
     )

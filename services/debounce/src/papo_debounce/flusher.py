@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from papo_common.contracts import Burst
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
+
 from papo_debounce.burst import build_burst
 from papo_debounce.store import DebounceStore, conversation_of
 
@@ -42,8 +43,9 @@ class Flusher:
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
-                logger.error("flushing a burst failed; its lease will expire and it will be retried",
-                             exc_info=result)
+                logger.error(
+                    "flushing a burst failed; its lease will expire and it will be retried", exc_info=result
+                )
         return sum(1 for result in results if result is True)
 
     async def _claim_and_publish(self, member: bytes) -> bool:

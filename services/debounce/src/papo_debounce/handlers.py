@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from pydantic import Field
-
 from papo_common.contracts import InboundMessage, Transcript
 from papo_common.errors import PermanentError
+from pydantic import Field
+
 from papo_debounce.store import DebounceStore
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-
 from papo_common.settings import PapoSettings
+from pydantic import Field, model_validator
 
 
 class DebounceSettings(PapoSettings):

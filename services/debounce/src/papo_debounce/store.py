@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis.asyncio import Redis
-
 from papo_common.contracts import ConversationRef, InboundMessage, Transcript
 from papo_common.redis import ConversationKeys
+from redis.asyncio import Redis
+
 from papo_debounce import scripts
 from papo_debounce.settings import DebounceSettings
 
@@ -136,16 +136,32 @@ class DebounceStore:
         k = self._keys(conversation)
         s = self._settings
         claimed = await self._claim(
-            keys=[self.due_key, self.claims_key, k.items, k.meta, k.pending, k.flushing_items, k.flushing_meta,
-                  k.inbound_seq],
-            args=[member, s.debounce_claim_lease_seconds, s.debounce_max_messages, s.debounce_seconds,
-                  s.debounce_seen_ttl_seconds],
+            keys=[
+                self.due_key,
+                self.claims_key,
+                k.items,
+                k.meta,
+                k.pending,
+                k.flushing_items,
+                k.flushing_meta,
+                k.inbound_seq,
+            ],
+            args=[
+                member,
+                s.debounce_claim_lease_seconds,
+                s.debounce_max_messages,
+                s.debounce_seconds,
+                s.debounce_seen_ttl_seconds,
+            ],
         )
         return bool(claimed)
 
     async def reclaim(self, member: bytes | str) -> bool:
-        return bool(await self._reclaim(keys=[self.claims_key], args=[member,
-                                                                      self._settings.debounce_claim_lease_seconds]))
+        return bool(
+            await self._reclaim(
+                keys=[self.claims_key], args=[member, self._settings.debounce_claim_lease_seconds]
+            )
+        )
 
     async def read_flushing(self, conversation: ConversationRef) -> Flushing | None:
         k = self._keys(conversation)
@@ -159,8 +175,15 @@ class DebounceStore:
         for value in raw_items.values():
             arrival, _, body = value.decode().partition("|")
             data = json.loads(body)
-            items.append(StoredItem(data["message_id"], data["kind"], data["text"],
-                                    datetime.fromisoformat(data["sent_at"]), int(arrival)))
+            items.append(
+                StoredItem(
+                    data["message_id"],
+                    data["kind"],
+                    data["text"],
+                    datetime.fromisoformat(data["sent_at"]),
+                    int(arrival),
+                )
+            )
         audio_ids = [i.message_id for i in items if i.kind == "audio"]
         transcripts: dict[str, dict[str, str | None]] = {}
         if audio_ids:

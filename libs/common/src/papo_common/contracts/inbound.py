@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
 from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
+from pydantic import Field, model_validator
 
 MessageKind = Literal["text", "audio"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
+from pydantic import Field
 
 
 class TokenUsage(Contract):
