@@ -214,3 +214,24 @@ async def test_expired_counter_restarts_above_the_answered_watermark(
     keys = ConversationKeys(settings.redis_key_prefix, ANA)
     await redis.set(keys.answered_seq, 41)
     assert await store.add_message(text_message("A", "voltei")) == 42
+
+
+async def test_flush_continues_the_trace_of_the_first_message(store: DebounceStore) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from papo_common.telemetry import setup_tracing, tracer
+
+    exporter = InMemorySpanExporter()
+    setup_tracing("debounce-test", processor=SimpleSpanProcessor(exporter))
+    with tracer("test").start_as_current_span("webhook") as webhook:
+        from papo_debounce.handlers import handle
+
+        await handle(text_message("A", "oi"), store)
+    await handle(text_message("B", "tudo bem?", seconds=1), store)  # another trace, or none
+    await asyncio.sleep(0.5)
+    flusher, out = flusher_for(store)
+    assert await flusher.flush_due() == 1
+    [flush] = [span for span in exporter.get_finished_spans() if span.name == "papo.debounce.flush"]
+    assert flush.context.trace_id == webhook.get_span_context().trace_id
+    assert flush.attributes["papo.burst.messages"] == 2

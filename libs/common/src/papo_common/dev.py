@@ -25,19 +25,21 @@ DEV_PORTS: Mapping[str, int] = {
 _COLOURS = {"ingest": 36, "debounce": 35, "transcribe": 33, "llm": 32, "persist": 34, "deliver": 31}
 
 
-def service_env(service: str, base: Mapping[str, str]) -> dict[str, str]:
+def service_env(service: str, base: Mapping[str, str], ports: Mapping[str, int] = DEV_PORTS) -> dict[str, str]:
     """The environment one service runs with under `papo dev`: readable logs, its own port."""
     env = dict(base)
     env.setdefault("PAPO_LOG_FORMAT", "text")
-    env["PAPO_HTTP_PORT"] = str(DEV_PORTS.get(service, 8100))
+    env["PAPO_HTTP_PORT"] = str(ports.get(service, 8100))
     if service == "ingest":
-        env.setdefault("PAPO_INGEST_PORT", str(DEV_PORTS["ingest"]))
+        env["PAPO_INGEST_PORT"] = str(ports["ingest"])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def start_services(
-    services: Iterable[str], base_env: Mapping[str, str] | None = None
+    services: Iterable[str],
+    base_env: Mapping[str, str] | None = None,
+    ports: Mapping[str, int] = DEV_PORTS,
 ) -> dict[str, subprocess.Popen[bytes]]:
     """Start each service as `python -m papo_common.cli run <service>` with its dev environment."""
     env = dict(base_env if base_env is not None else os.environ)
@@ -45,7 +47,7 @@ def start_services(
     for service in services:
         processes[service] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "papo_common.cli", "run", service],
-            env=service_env(service, env),
+            env=service_env(service, env, ports),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )

@@ -13,8 +13,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from opentelemetry.propagate import extract
+
 from papo_common.contracts import Burst
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
+from papo_common.telemetry import tracer
 
 from papo_debounce.burst import build_burst
 from papo_debounce.store import DebounceStore, conversation_of
@@ -68,7 +71,11 @@ class Flusher:
             await self._store.complete(conversation, [])
             return False
         burst = build_burst(flushing)
-        await self._publish(burst)
+        parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
+        with tracer(__name__).start_as_current_span("papo.debounce.flush", context=parent) as span:
+            span.set_attribute("papo.burst_id", burst.burst_id)
+            span.set_attribute("papo.burst.messages", len(burst.items))
+            await self._publish(burst)
         await self._store.complete(conversation, [item.message_id for item in burst.items])
         DEBOUNCE_BURST_MESSAGES.labels(reason=burst.reason).observe(len(burst.items))
         DEBOUNCE_WAIT_SECONDS.labels(reason=burst.reason).observe(flushing.claimed_at - flushing.first_at)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from papo_common.contracts import InboundMessage, Transcript
 from papo_common.errors import PermanentError
+from opentelemetry.propagate import inject
 from pydantic import Field
 
 from papo_debounce.store import DebounceStore
@@ -23,6 +24,8 @@ async def handle(message: InboundMessage | Transcript, store: DebounceStore) -> 
         return
     if message.from_me:
         raise PermanentError("operator messages are not debounced; the queue should not be bound to them")
-    seq = await store.add_message(message)
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    seq = await store.add_message(message, carrier.get("traceparent", ""))
     if seq is None:
         logger.info("duplicate message ignored", extra={"message_id": message.message_id})

@@ -35,7 +35,7 @@ ADD_MESSAGE = (
     + """
 -- KEYS: seen items meta pending texts inbound_seq answered_seq due
 -- ARGV: message_id item_json is_audio chat_id push_name member window max_wait max_size
---       transcription_timeout state_ttl
+--       transcription_timeout state_ttl traceparent
 local now = now_seconds()
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return {0, 0} end
 redis.call('EXPIRE', KEYS[1], ARGV[11])
@@ -47,6 +47,8 @@ local seq = redis.call('INCR', KEYS[6])
 redis.call('EXPIRE', KEYS[6], ARGV[11])
 redis.call('HSET', KEYS[2], ARGV[1], seq .. '|' .. ARGV[2])
 redis.call('HSETNX', KEYS[3], 'first_at', now)
+-- the burst continues the trace of its first message, so one trace runs from webhook to reply
+if ARGV[12] ~= '' then redis.call('HSETNX', KEYS[3], 'traceparent', ARGV[12]) end
 redis.call('HSET', KEYS[3], 'last_at', now, 'chat_id', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'push_name', ARGV[5]) end
 redis.call('HINCRBY', KEYS[3], 'count', 1)

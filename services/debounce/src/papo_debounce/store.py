@@ -37,6 +37,7 @@ class Flushing:
     reason: str
     first_at: float
     claimed_at: float
+    traceparent: str | None = None
 
 
 def member_of(conversation: ConversationRef) -> str:
@@ -83,7 +84,7 @@ class DebounceStore:
         s = self._settings
         return [s.debounce_seconds, s.debounce_max_wait_seconds, s.debounce_max_messages]
 
-    async def add_message(self, message: InboundMessage) -> int | None:
+    async def add_message(self, message: InboundMessage, traceparent: str = "") -> int | None:
         """Add a message to its conversation's burst; returns its inbound sequence number, or None when the
         message was seen before (a redelivery or a duplicate)."""
         k = self._keys(message.conversation)
@@ -106,6 +107,7 @@ class DebounceStore:
                 *self._window_args(),
                 s.debounce_transcription_timeout_seconds,
                 s.debounce_seen_ttl_seconds,
+                traceparent,
             ],
         )
         return int(seq) if added else None
@@ -191,6 +193,7 @@ class DebounceStore:
                 if raw is not None:
                     transcripts[message_id] = json.loads(raw)
         push_name = meta.get(b"push_name")
+        traceparent = meta.get(b"traceparent")
         return Flushing(
             conversation=conversation,
             items=tuple(items),
@@ -201,6 +204,7 @@ class DebounceStore:
             reason=meta[b"reason"].decode(),
             first_at=float(meta[b"first_at"]),
             claimed_at=float(meta[b"claimed_at"]),
+            traceparent=traceparent.decode() if traceparent else None,
         )
 
     async def complete(self, conversation: ConversationRef, message_ids: list[str]) -> None:

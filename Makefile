@@ -1,0 +1,49 @@
+# papo: `make run` installs everything and runs the whole stack locally; `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SERVICES := ingest debounce transcribe llm persist deliver
+# transcribe with its [transformers] extra: the GPU engine is tested on CPU too.
+EDITABLES := -e libs/common -e libs/testing $(foreach s,$(filter-out transcribe,$(SERVICES)),-e services/$(s)) -e 'services/transcribe[transformers]'
+STAMP := $(VENV)/.installed
+
+.PHONY: install infra run test test-unit test-integration lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml scripts/install-tools.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch from the local wheel cache; pin it first so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(EDITABLES) -r requirements-dev.txt
+	bash scripts/install-tools.sh
+	touch $@
+
+infra:
+	bash scripts/infra-up.sh
+
+run: install infra
+	$(BIN)/papo dev
+
+test: install infra
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest libs services charts -m "not integration and not e2e"
+
+test-integration: install infra
+	$(BIN)/pytest tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy -p papo_common $(foreach s,$(SERVICES),-p papo_$(s))
+
+bench: install infra
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

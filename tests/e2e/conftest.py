@@ -1,0 +1,61 @@
+"""The whole stack as separate processes, with fake Evolution API and OpenAI servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from papo_testing.fake_evolution import FakeEvolution
+from papo_testing.fake_openai import FakeOpenAI
+from papo_testing.stack import RunningStack
+
+INSTANCE = "loja"
+EVOLUTION_KEY = "evolution-key-for-loja"
+WEBHOOK_TOKEN = "webhook-token-e2e"
+SERVICES = ("persist", "deliver", "llm", "transcribe", "debounce", "ingest")
+
+
+@dataclass
+class Stack:
+    services: RunningStack
+    evolution: FakeEvolution
+    openai: FakeOpenAI
+    rabbitmq_url: str
+    database_url: str
+    redis_prefix: str
+    instance: str = INSTANCE
+    webhook_token: str = WEBHOOK_TOKEN
+
+    def webhook_url(self) -> str:
+        return self.services.url("ingest", "/webhook/evolution")
+
+
+@pytest.fixture(scope="module")
+def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
+    prefix = f"papo-e2e-{uuid.uuid4().hex[:8]}"
+    with FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY}) as evolution, FakeOpenAI() as openai:
+        env = {
+            **os.environ,
+            "PAPO_RABBITMQ_URL": rabbitmq_url,
+            "PAPO_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "PAPO_REDIS_KEY_PREFIX": prefix,
+            "PAPO_DATABASE_URL": database_url,
+            "PAPO_EVOLUTION_URL": evolution.url,
+            "PAPO_EVOLUTION_API_KEY": EVOLUTION_KEY,
+            "PAPO_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "PAPO_DEBOUNCE_SECONDS": "1.5",
+            "PAPO_LLM_BASE_URL": openai.base_url,
+            "PAPO_LLM_API_KEY": "sk-e2e",
+            "PAPO_LOG_FORMAT": "json",
+            "PAPO_DELIVER_TYPING_MIN_MS": "50",
+            "PAPO_DELIVER_TYPING_MAX_MS": "200",
+            "HF_HUB_OFFLINE": "1",
+        }
+        services = RunningStack(SERVICES, env)
+        with services:
+            yield Stack(services, evolution, openai, rabbitmq_url, database_url, prefix)
+        assert all(code == 0 for code in services.exit_codes.values()), services.exit_codes

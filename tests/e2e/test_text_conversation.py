@@ -1,0 +1,80 @@
+"""A person sends three quick texts; papo answers once, with one reply built from all three, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+
+from papo_testing.rabbit import depths
+from papo_testing.webhooks import text_webhook
+
+Stack = Any  # the `stack` fixture of tests/e2e/conftest.py
+
+T = 1_763_812_800  # messageTimestamp of the first message
+
+
+async def wait_until(predicate, timeout: float, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> None:
+    instance = stack.instance
+    burst = [
+        text_webhook(instance, "3EB0A1", "oi", T),
+        text_webhook(instance, "3EB0A3", "quero encomendar um bolo de cenoura", T + 2),
+        text_webhook(instance, "3EB0A2", "tudo bem?", T + 1),
+        text_webhook(instance, "3EB0A1", "oi", T),  # Evolution delivers duplicates
+    ]
+    async with httpx.AsyncClient(headers={"x-papo-token": stack.webhook_token}) as client:
+        answers = [await client.post(stack.webhook_url(), json=body) for body in burst]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200]
+    assert [a.json()["status"] for a in answers] == ["accepted", "accepted", "accepted", "duplicate"]
+
+    async def one_text_sent():  # type: ignore[no-untyped-def]
+        return stack.evolution.sent_texts(instance)
+
+    [sent] = await wait_until(one_text_sent, timeout=30)
+    [completion] = stack.openai.requests
+    prompt = completion.last_user_message
+    assert prompt.index("oi") < prompt.index("tudo bem?") < prompt.index("quero encomendar um bolo de cenoura")
+    assert sent.text and sent.number.startswith("5511999990000")
+
+    async def reply_delivered():  # type: ignore[no-untyped-def]
+        connection = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
+        try:
+            return await connection.fetch(
+                "SELECT role, text, delivered_at FROM messages WHERE instance = $1 ORDER BY sent_at, id",
+                instance,
+            )
+        finally:
+            await connection.close()
+
+    rows = await wait_until(
+        lambda: _when(reply_delivered(), lambda r: len(r) == 4 and r[-1]["delivered_at"] is not None), timeout=15
+    )
+    assert [(r["role"], r["text"]) for r in rows[:3]] == [
+        ("user", "oi"),
+        ("user", "tudo bem?"),
+        ("user", "quero encomendar um bolo de cenoura"),
+    ]
+    assert rows[3]["role"] == "assistant" and rows[3]["text"] == sent.text
+
+    await asyncio.sleep(2.0)  # a duplicate answer would have shown up by now
+    assert len(stack.evolution.sent_texts(instance)) == 1
+    assert len(stack.openai.requests) == 1
+    assert {name: n for name, n in (await depths(stack.rabbitmq_url)).items() if n} == {}
+
+
+async def _when(awaitable, check):  # type: ignore[no-untyped-def]
+    value = await awaitable
+    return value if check(value) else None
