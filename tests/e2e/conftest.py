@@ -11,6 +11,7 @@ import pytest
 
 from papo_testing.fake_evolution import FakeEvolution
 from papo_testing.fake_openai import FakeOpenAI
+from papo_testing.fake_otlp import FakeCollector
 from papo_testing.stack import RunningStack
 
 INSTANCE = "loja"
@@ -24,6 +25,7 @@ class Stack:
     services: RunningStack
     evolution: FakeEvolution
     openai: FakeOpenAI
+    collector: FakeCollector
     rabbitmq_url: str
     database_url: str
     redis_prefix: str
@@ -37,7 +39,11 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
     prefix = f"papo-e2e-{uuid.uuid4().hex[:8]}"
-    with FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY}) as evolution, FakeOpenAI() as openai:
+    with (
+        FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY}) as evolution,
+        FakeOpenAI() as openai,
+        FakeCollector() as collector,
+    ):
         env = {
             **os.environ,
             "PAPO_RABBITMQ_URL": rabbitmq_url,
@@ -54,8 +60,10 @@ def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
             "PAPO_DELIVER_TYPING_MIN_MS": "50",
             "PAPO_DELIVER_TYPING_MAX_MS": "200",
             "HF_HUB_OFFLINE": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         services = RunningStack(SERVICES, env)
         with services:
-            yield Stack(services, evolution, openai, rabbitmq_url, database_url, prefix)
+            yield Stack(services, evolution, openai, collector, rabbitmq_url, database_url, prefix)
         assert all(code == 0 for code in services.exit_codes.values()), services.exit_codes

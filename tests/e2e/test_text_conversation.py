@@ -46,7 +46,9 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
     [sent] = await wait_until(one_text_sent, timeout=30)
     [completion] = stack.openai.requests
     prompt = completion.last_user_message
-    assert prompt.index("oi") < prompt.index("tudo bem?") < prompt.index("quero encomendar um bolo de cenoura")
+    assert (
+        prompt.index("oi") < prompt.index("tudo bem?") < prompt.index("quero encomendar um bolo de cenoura")
+    )
     assert sent.text and sent.number.startswith("5511999990000")
 
     async def reply_delivered():  # type: ignore[no-untyped-def]
@@ -60,7 +62,8 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
             await connection.close()
 
     rows = await wait_until(
-        lambda: _when(reply_delivered(), lambda r: len(r) == 4 and r[-1]["delivered_at"] is not None), timeout=15
+        lambda: _when(reply_delivered(), lambda r: len(r) == 4 and r[-1]["delivered_at"] is not None),
+        timeout=15,
     )
     assert [(r["role"], r["text"]) for r in rows[:3]] == [
         ("user", "oi"),

@@ -25,7 +25,9 @@ DEV_PORTS: Mapping[str, int] = {
 _COLOURS = {"ingest": 36, "debounce": 35, "transcribe": 33, "llm": 32, "persist": 34, "deliver": 31}
 
 
-def service_env(service: str, base: Mapping[str, str], ports: Mapping[str, int] = DEV_PORTS) -> dict[str, str]:
+def service_env(
+    service: str, base: Mapping[str, str], ports: Mapping[str, int] = DEV_PORTS
+) -> dict[str, str]:
     """The environment one service runs with under `papo dev`: readable logs, its own port."""
     env = dict(base)
     env.setdefault("PAPO_LOG_FORMAT", "text")

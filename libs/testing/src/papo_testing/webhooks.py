@@ -23,8 +23,14 @@ def envelope(instance: str, data: Json, *, event: str = "messages.upsert") -> Js
 
 
 def text_webhook(
-    instance: str, message_id: str, text: str, timestamp: int, *, number: str = "5511999990000",
-    push_name: str = "Ana", from_me: bool = False,
+    instance: str,
+    message_id: str,
+    text: str,
+    timestamp: int,
+    *,
+    number: str = "5511999990000",
+    push_name: str = "Ana",
+    from_me: bool = False,
 ) -> Json:
     return envelope(
         instance,
@@ -42,8 +48,14 @@ def text_webhook(
 
 
 def audio_webhook(
-    instance: str, message_id: str, timestamp: int, *, base64: str | None, seconds: int = 4,
-    number: str = "5511999990000", push_name: str = "Ana",
+    instance: str,
+    message_id: str,
+    timestamp: int,
+    *,
+    base64: str | None,
+    seconds: int = 4,
+    number: str = "5511999990000",
+    push_name: str = "Ana",
 ) -> Json:
     message: Json = {
         "audioMessage": {
