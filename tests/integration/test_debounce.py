@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from faststream.asgi import AsgiFastStream
+
 from papo_common.topology import LLM
 from papo_debounce.app import create_app
 from papo_debounce.settings import DebounceSettings

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
+
 from papo_common.contracts import ALL_CONTRACTS, AudioAttachment, ConversationRef, InboundMessage, Transcript
 from papo_common.topology import SERVICE_QUEUES, RoutingKey, routing_key_for
 from papo_testing.factories import ANA, T0, audio_message, text_message, transcript
-from pydantic import TypeAdapter, ValidationError
 
 
 def test_contracts_are_frozen_and_strict() -> None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from papo_common.service import run_checks
 from papo_common.settings import DatabaseSettings, PapoSettings
-from pydantic import SecretStr, ValidationError
 
 
 def test_environment_variables_configure_settings(monkeypatch: pytest.MonkeyPatch) -> None:

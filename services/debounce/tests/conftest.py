@@ -4,10 +4,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
+
 from papo_common.redis import make_redis
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
-from redis.asyncio import Redis
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.asyncio import Redis
+
 from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, ConversationRef
 from papo_common.redis import ConversationKeys
 from papo_debounce.flusher import Flusher
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
 from papo_testing.factories import ANA, audio_message, text_message, transcript
-from redis.asyncio import Redis
 
 
 class Collector:

@@ -11,14 +11,16 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
+from pydantic import ValidationError
+
 from papo_common.contracts import Contract
 from papo_common.errors import PermanentError
 from papo_common.metrics import DEAD_LETTERS
 from papo_common.topology import EXCHANGE, ServiceQueue, routing_key_for
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
+
     from papo_common.settings import PapoSettings
 
 logger = logging.getLogger(__name__)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from papo_common.contracts import ConversationRef
 from redis.asyncio import Redis
+
+from papo_common.contracts import ConversationRef
 
 
 def make_redis(url: str) -> Redis:

@@ -16,13 +16,14 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import make_asgi_app
+
 from papo_common.broker import make_broker
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
 from papo_common.telemetry import setup_tracing
 from papo_common.topology import declare_topology
-from prometheus_client import make_asgi_app
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
 from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, Transcript
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ from typing import Any
 
 import aio_pika
 from faststream.rabbit import RabbitBroker
+
 from papo_common.broker import publish
 from papo_common.contracts import Contract
 from papo_common.settings import PapoSettings

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
+
 from papo_common.broker import publish, subscribe
 from papo_common.contracts import Burst
 from papo_common.redis import make_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DEBOUNCE
-
 from papo_debounce.flusher import Flusher
 from papo_debounce.handlers import DebounceInput, handle
 from papo_debounce.settings import DebounceSettings

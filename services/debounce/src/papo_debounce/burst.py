@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, BurstItem
-
 from papo_debounce.store import Flushing, StoredItem
 
 

@@ -18,7 +18,6 @@ from opentelemetry.propagate import extract
 from papo_common.contracts import Burst
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
 from papo_common.telemetry import tracer
-
 from papo_debounce.burst import build_burst
 from papo_debounce.store import DebounceStore, conversation_of
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from papo_common.contracts import InboundMessage, Transcript
-from papo_common.errors import PermanentError
 from opentelemetry.propagate import inject
 from pydantic import Field
 
+from papo_common.contracts import InboundMessage, Transcript
+from papo_common.errors import PermanentError
 from papo_debounce.store import DebounceStore
 
 logger = logging.getLogger(__name__)

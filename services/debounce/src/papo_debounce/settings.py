@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from papo_common.settings import PapoSettings
 from pydantic import Field, model_validator
+
+from papo_common.settings import PapoSettings
 
 
 class DebounceSettings(PapoSettings):

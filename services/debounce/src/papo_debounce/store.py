@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from papo_common.contracts import ConversationRef, InboundMessage, Transcript
-from papo_common.redis import ConversationKeys
 from redis.asyncio import Redis
 
+from papo_common.contracts import ConversationRef, InboundMessage, Transcript
+from papo_common.redis import ConversationKeys
 from papo_debounce import scripts
 from papo_debounce.settings import DebounceSettings
 

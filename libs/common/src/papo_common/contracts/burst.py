@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
 from papo_common.contracts.inbound import MessageKind
-from pydantic import Field
 
 FlushReason = Literal["quiet", "max_wait", "max_size"]
 

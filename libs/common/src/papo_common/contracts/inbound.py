@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
 from pydantic import Field, model_validator
+
+from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
 
 MessageKind = Literal["text", "audio"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
 from pydantic import Field
+
+from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
 
 
 class TokenUsage(Contract):

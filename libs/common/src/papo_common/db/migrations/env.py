@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from papo_common.db import models  # noqa: F401 - registers the tables on the metadata
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
+
+from papo_common.db import models  # noqa: F401 - registers the tables on the metadata
 
 _LOCK_ID = 0x7A70_0001  # any constant shared by every papo migrator
 
