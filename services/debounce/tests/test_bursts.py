@@ -231,7 +231,7 @@ async def test_flush_continues_the_trace_of_the_first_message(store: DebounceSto
         await handle(text_message("A", "oi"), store)
     await handle(text_message("B", "tudo bem?", seconds=1), store)  # another trace, or none
     await asyncio.sleep(0.5)
-    flusher, out = flusher_for(store)
+    flusher, _ = flusher_for(store)
     assert await flusher.flush_due() == 1
     [flush] = [span for span in exporter.get_finished_spans() if span.name == "papo.debounce.flush"]
     assert flush.context.trace_id == webhook.get_span_context().trace_id
