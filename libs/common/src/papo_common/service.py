@@ -96,8 +96,13 @@ def consumer_app(
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     after_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> AsgiFastStream:
-    """Wrap a service's broker in an ASGI app that declares the topology before consuming."""
+    """Wrap a service's broker in an ASGI app that declares the topology before consuming.
+
+    `on_shutdown` runs before the broker drains in-flight messages; close what handlers still use (HTTP
+    clients, Redis, the database) in `after_shutdown`.
+    """
 
     async def declare() -> None:
         await broker.connect()
@@ -109,6 +114,7 @@ def consumer_app(
         on_startup=[*on_startup, declare],
         after_startup=list(after_startup),
         on_shutdown=list(on_shutdown),
+        after_shutdown=list(after_shutdown),
     )
 
 

@@ -1,0 +1,452 @@
+"""A fake Evolution API v2: a real HTTP server on 127.0.0.1 speaking Evolution's wire format.
+
+It answers the endpoints papo calls the way Evolution 2.3 does (checked against Evolution's source:
+`src/api/routes/*.router.ts`, `src/validate/*.schema.ts`, `src/api/guards/*.ts`, `src/exceptions/*.ts` and
+`whatsapp.baileys.service.ts`):
+
+- `POST /message/sendText/{instance}`: 201 with the sent message (`key.id` is a new `3EB0…` id);
+- `POST /chat/sendPresence/{instance}`: 201 `{"presence": ...}`, after holding the request for `delay` ms as
+  Evolution does;
+- `POST /chat/getBase64FromMediaMessage/{instance}`: 201 with the media registered for `message.key.id`.
+
+Guards run in Evolution's order: an unknown instance is 404, then a wrong `apikey` is 401. Bodies are
+validated like Evolution's JSON schemas and errors use its envelope
+`{"status": 400, "error": "Bad Request", "response": {"message": [...]}}`. Failures can be programmed per
+endpoint (`fail_next`, `hang_next`), numbers can be marked as not on WhatsApp, and every request is recorded
+with its arrival time, so tests can assert what was sent, in which order, and how it was paced.
+
+    async with FakeEvolution(api_keys={"inst": "key"}) as evo:
+        ...  # point the code under test at evo.url
+        assert evo.sent_texts("inst")[0].text == "hello"
+
+`with FakeEvolution(...) as evo:` works the same for tests that start services as subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import uvicorn
+
+Json = Any
+Response = tuple[int, Json]
+
+
+def evolution_error_body(status: int, message: Json) -> dict[str, Json]:
+    """Evolution's error envelope, as its express error handler writes it."""
+    return {"status": status, "error": HTTPStatus(status).phrase, "response": {"message": message}}
+
+
+def connection_closed_body() -> dict[str, Json]:
+    """What a send answers when the instance's WhatsApp socket is closed (HTTP 400)."""
+    return evolution_error_body(400, ["Error: Connection Closed"])
+
+
+def timed_out_body() -> dict[str, Json]:
+    """What a send answers when a WhatsApp query timed out inside Evolution (HTTP 500)."""
+    return evolution_error_body(500, "Timed Out")
+
+
+def not_on_whatsapp_body(number: str) -> dict[str, Json]:
+    """What a send to a number without WhatsApp answers (HTTP 400)."""
+    return evolution_error_body(400, [{"jid": to_jid(number), "exists": False, "number": number}])
+
+
+def license_required_body() -> dict[str, Json]:
+    """What Evolution 2.4 answers on every business endpoint before it is activated (HTTP 503)."""
+    return {
+        "error": "service not activated",
+        "code": "LICENSE_REQUIRED",
+        "register_url": "http://127.0.0.1/manager/login",
+        "instance_id": str(uuid.UUID(int=0)),
+        "docs_url": "https://docs.evolutionfoundation.com.br/licensing",
+        "message": "This Evolution API instance is not activated.",
+    }
+
+
+def to_jid(number: str) -> str:
+    """The JID Evolution sends to for a `number` (its `createJid`, without the BR/MX digit rewriting)."""
+    if "@" in number:
+        user, _, server = number.partition("@")
+        return f"{user.split(':')[0]}@{server}"
+    return "".join(ch for ch in number if ch.isdigit()) + "@s.whatsapp.net"
+
+
+def new_message_id() -> str:
+    """A message id shaped like the ones Baileys generates for messages sent through the API."""
+    return "3EB0" + secrets.token_hex(9).upper()
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it. `status` is filled in once it was answered."""
+
+    method: str
+    path: str
+    endpoint: str
+    """The path without the instance, e.g. `/message/sendText`."""
+    instance: str | None
+    headers: dict[str, str]
+    json: Json
+    received_monotonic: float
+    received_at: datetime
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class SentText:
+    """A text Evolution accepted (answered 201)."""
+
+    instance: str
+    number: str
+    remote_jid: str
+    text: str
+    message_id: str
+    delay: int | None
+    received_monotonic: float
+
+
+@dataclass(frozen=True)
+class FakeMedia:
+    base64: str
+    mimetype: str = "audio/ogg; codecs=opus"
+    file_length: int | None = None
+
+
+@dataclass
+class _ProgrammedFault:
+    path_suffix: str
+    times: int
+    status: int | None = None
+    body: Json = None
+    hang_seconds: float = 0.0
+
+    def matches(self, request: RecordedRequest) -> bool:
+        return request.path.endswith(self.path_suffix) or request.endpoint.endswith(self.path_suffix)
+
+
+@dataclass
+class _State:
+    api_keys: dict[str, str]
+    global_api_key: str | None
+    not_on_whatsapp: set[str]
+    media: dict[str, FakeMedia]
+    simulate_delays: bool
+    requests: list[RecordedRequest] = field(default_factory=list)
+    sent: list[SentText] = field(default_factory=list)
+    faults: list[_ProgrammedFault] = field(default_factory=list)
+    instance_ids: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self, request: RecordedRequest) -> _ProgrammedFault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.matches(request):
+                    fault.times -= 1
+                    return fault
+        return None
+
+
+class FakeEvolution:
+    """A running fake Evolution API. Start it with `async with`/`with`, or `start()` and `stop()`."""
+
+    def __init__(
+        self,
+        api_keys: Mapping[str, str] | None = None,
+        *,
+        global_api_key: str | None = None,
+        not_on_whatsapp: Iterable[str] = (),
+        media: Mapping[str, FakeMedia] | None = None,
+        simulate_delays: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._state = _State(
+            api_keys=dict(api_keys or {}),
+            global_api_key=global_api_key,
+            not_on_whatsapp={to_jid(number) for number in not_on_whatsapp},
+            media=dict(media or {}),
+            simulate_delays=simulate_delays,
+        )
+        self._host, self._port = host, port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # Programming the fake
+
+    def add_instance(self, instance: str, api_key: str) -> None:
+        with self._state.lock:
+            self._state.api_keys[instance] = api_key
+
+    def add_media(self, message_id: str, media: FakeMedia) -> None:
+        with self._state.lock:
+            self._state.media[message_id] = media
+
+    def mark_not_on_whatsapp(self, number: str) -> None:
+        with self._state.lock:
+            self._state.not_on_whatsapp.add(to_jid(number))
+
+    def fail_next(self, path_suffix: str, status: int, body: Json = None, *, times: int = 1) -> None:
+        """Answer the next `times` requests whose path ends with `path_suffix` (e.g. `sendText`) with
+        `status` and `body` (default: Evolution's envelope with the status's reason phrase)."""
+        body = evolution_error_body(status, HTTPStatus(status).phrase) if body is None else body
+        with self._state.lock:
+            self._state.faults.append(_ProgrammedFault(path_suffix, times, status=status, body=body))
+
+    def hang_next(self, path_suffix: str, seconds: float, *, times: int = 1) -> None:
+        """Hold the next `times` matching requests for `seconds` before handling them normally, so a client
+        times out while Evolution still does the work (a send may happen after the client gave up)."""
+        with self._state.lock:
+            self._state.faults.append(_ProgrammedFault(path_suffix, times, hang_seconds=seconds))
+
+    # What happened
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake Evolution API is not running")
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def requests_to(self, path_suffix: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith(path_suffix) or r.endpoint.endswith(path_suffix)]
+
+    def sent_texts(self, instance: str | None = None) -> list[SentText]:
+        with self._state.lock:
+            return [s for s in self._state.sent if instance is None or s.instance == instance]
+
+    # Lifecycle
+
+    def start(self) -> FakeEvolution:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            _asgi_app(self._state), lifespan="off", log_level="warning", access_log=False, log_config=None
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-evolution", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake Evolution API did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(2)
+        if self._thread.is_alive():  # a hanging request would hold a graceful shutdown
+            self._server.force_exit = True
+            self._thread.join(5)
+        self._server = None
+
+    def __enter__(self) -> FakeEvolution:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeEvolution:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+# The HTTP side, run by uvicorn in the fake's own thread
+
+Route = Callable[[_State, RecordedRequest], Awaitable[Response]]
+
+
+def _validation_errors(
+    body: Json, schema: Mapping[str, tuple[type, ...]], required: tuple[str, ...]
+) -> list[str]:
+    """Evolution's jsonschema messages: `instance requires property "x"`, `x is not of a type(s) string`."""
+    if not isinstance(body, dict):
+        return ["instance is not of a type(s) object"]
+    errors = [f'instance requires property "{name}"' for name in required if name not in body]
+    for name, types in schema.items():
+        value = body.get(name)
+        if name in body and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            errors.append(
+                "Invalid format" if name == "number" else f"{name} is not of a type(s) {types[0].__name__}"
+            )
+    return errors
+
+
+def _check_number(state: _State, number: str) -> Response | None:
+    with state.lock:
+        missing = to_jid(number) in state.not_on_whatsapp
+    return (400, not_on_whatsapp_body(number)) if missing else None
+
+
+async def _send_text(state: _State, request: RecordedRequest) -> Response:
+    body = request.json
+    schema: Mapping[str, tuple[type, ...]] = {
+        "number": (str,),
+        "text": (str,),
+        "delay": (int,),
+        "linkPreview": (bool,),
+    }
+    if errors := _validation_errors(body, schema, ("number", "text")):
+        return 400, evolution_error_body(400, [errors])
+    if not body["text"].strip():
+        return 400, evolution_error_body(400, ["Text is required"])
+    if refusal := _check_number(state, body["number"]):
+        return refusal
+    delay = body.get("delay")
+    if state.simulate_delays and delay:
+        await asyncio.sleep(delay / 1000)
+    assert request.instance is not None
+    remote_jid, message_id = to_jid(body["number"]), new_message_id()
+    sent = SentText(
+        request.instance,
+        body["number"],
+        remote_jid,
+        body["text"],
+        message_id,
+        delay,
+        request.received_monotonic,
+    )
+    with state.lock:
+        state.sent.append(sent)
+        instance_id = state.instance_ids.setdefault(request.instance, str(uuid.uuid4()))
+    return 201, {
+        "key": {"remoteJid": remote_jid, "fromMe": True, "id": message_id},
+        "pushName": "Você",
+        "status": "PENDING",
+        "message": {"conversation": body["text"]},
+        "contextInfo": None,
+        "messageType": "conversation",
+        "messageTimestamp": int(time.time()),
+        "instanceId": instance_id,
+        "source": "web",
+    }
+
+
+async def _send_presence(state: _State, request: RecordedRequest) -> Response:
+    body = request.json
+    schema: Mapping[str, tuple[type, ...]] = {"number": (str,), "presence": (str,), "delay": (int, float)}
+    if errors := _validation_errors(body, schema, ("number", "presence", "delay")):
+        return 400, evolution_error_body(400, [errors])
+    if body["presence"] not in {"unavailable", "available", "composing", "recording", "paused"}:
+        return 400, evolution_error_body(400, [["presence is not one of enum values"]])
+    if refusal := _check_number(state, body["number"]):
+        return refusal
+    if state.simulate_delays and body["delay"]:
+        await asyncio.sleep(body["delay"] / 1000)
+    return 201, {"presence": body["presence"]}
+
+
+async def _get_base64(state: _State, request: RecordedRequest) -> Response:
+    body = request.json if isinstance(request.json, dict) else {}
+    message_id = ((body.get("message") or {}).get("key") or {}).get("id")
+    with state.lock:
+        media = state.media.get(message_id) if isinstance(message_id, str) else None
+    if media is None:
+        return 400, evolution_error_body(400, ["Message not found"])
+    kind = media.mimetype.split("/")[0]
+    media_type = f"{kind}Message" if kind in {"audio", "image", "video"} else "documentMessage"
+    return 201, {
+        "mediaType": media_type,
+        "fileName": f"{message_id}.{media.mimetype.split('/')[-1].split(';')[0]}",
+        "caption": None,
+        "size": {"fileLength": media.file_length, "height": None, "width": None},
+        "mimetype": media.mimetype,
+        "base64": media.base64,
+        "buffer": None,
+    }
+
+
+_ROUTES: dict[str, Route] = {
+    "/message/sendText": _send_text,
+    "/chat/sendPresence": _send_presence,
+    "/chat/getBase64FromMediaMessage": _get_base64,
+}
+
+
+def _authorise(state: _State, request: RecordedRequest) -> Response | None:
+    with state.lock:
+        expected = state.api_keys.get(request.instance or "")
+        global_key = state.global_api_key
+    if expected is None:
+        return 404, evolution_error_body(404, [f'The "{request.instance}" instance does not exist'])
+    if request.headers.get("apikey") not in {expected, global_key} - {None}:
+        return 401, evolution_error_body(401, "Unauthorized")
+    return None
+
+
+async def _respond(state: _State, request: RecordedRequest) -> Response:
+    route = _ROUTES.get(request.endpoint) if request.method == "POST" else None
+    if route is None:
+        return 404, evolution_error_body(404, [f"Cannot {request.method} {request.path}"])
+    if fault := state.take_fault(request):
+        if fault.status is not None:
+            return fault.status, fault.body
+        await asyncio.sleep(fault.hang_seconds)
+    if refusal := _authorise(state, request):
+        return refusal
+    return await route(state, request)
+
+
+def _asgi_app(state: _State) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            event = await receive()
+            raw += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        path = scope["path"]
+        endpoint, _, instance = path.rpartition("/")
+        try:
+            payload: Json = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw.decode(errors="replace")
+        request = RecordedRequest(
+            method=scope["method"],
+            path=path,
+            endpoint=endpoint,
+            instance=instance or None,
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            json=payload,
+            received_monotonic=time.monotonic(),
+            received_at=datetime.now(UTC),
+        )
+        with state.lock:
+            state.requests.append(request)
+        if isinstance(payload, str):
+            status, body = 400, evolution_error_body(400, ["Unexpected token in JSON"])
+        else:
+            status, body = await _respond(state, request)
+        request.status = status
+        encoded = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json; charset=utf-8")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
+
+    return app

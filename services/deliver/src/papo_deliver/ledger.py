@@ -1,0 +1,114 @@
+"""What was already sent, and who is sending it now: the Redis state that makes a reply go out once.
+
+Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:deliver:<reply_id>:…`):
+- `…:sent`, a hash: chunk index → `{"id": <WhatsApp message id>, "at": <ISO time>}`, written right after
+  Evolution accepted that chunk, kept `deliver_sent_ttl_seconds`;
+- `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
+  handed the same reply (a redelivery racing a slow first delivery, or a duplicate publish) never both send.
+  It is renewed and released only by its holder (token-checked Lua).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from papo_common.contracts import Reply
+from papo_common.errors import DependencyUnavailable
+from papo_common.redis import ConversationKeys
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_POLL_SECONDS = 0.1
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryInProgress(DependencyUnavailable):
+    """Another consumer holds this reply's lock: retry later, by which time it is sent or given up."""
+
+
+class LockLost(DependencyUnavailable):
+    """Our lease expired and may be someone else's now: stop sending; a redelivery sees what was sent."""
+
+
+@dataclass(frozen=True)
+class SentChunk:
+    message_id: str
+    sent_at: datetime
+
+
+class DeliveryLedger:
+    """Records of sent chunks, and per-reply locks."""
+
+    def __init__(self, redis: Redis, prefix: str, *, sent_ttl_seconds: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._sent_ttl_seconds = sent_ttl_seconds
+
+    def _key(self, reply: Reply, suffix: str) -> str:
+        return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply.reply_id}:{suffix}")
+
+    async def sent_chunks(self, reply: Reply) -> dict[int, SentChunk]:
+        """The chunks of `reply` that Evolution already accepted, by index."""
+        raw = await self._redis.hgetall(self._key(reply, "sent"))
+        chunks = {}
+        for index, value in raw.items():
+            record = json.loads(value)
+            chunks[int(index)] = SentChunk(record["id"], datetime.fromisoformat(record["at"]))
+        return chunks
+
+    async def record_sent(self, reply: Reply, index: int, chunk: SentChunk) -> None:
+        """Remember that chunk `index` of `reply` was sent as `chunk.message_id`."""
+        key = self._key(reply, "sent")
+        value = json.dumps({"id": chunk.message_id, "at": chunk.sent_at.isoformat()})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, str(index), value)
+            pipe.expire(key, self._sent_ttl_seconds)
+            await pipe.execute()
+
+    def lock(self, reply: Reply, *, ttl_seconds: float, wait_seconds: float) -> ReplyLock:
+        return ReplyLock(
+            self._redis, self._key(reply, "lock"), ttl_seconds=ttl_seconds, wait_seconds=wait_seconds
+        )
+
+
+class ReplyLock:
+    """`async with lock:` waits up to `wait_seconds` for the lease, else raises `DeliveryInProgress`."""
+
+    def __init__(self, redis: Redis, key: str, *, ttl_seconds: float, wait_seconds: float) -> None:
+        self._redis = redis
+        self._key = key
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._wait_seconds = wait_seconds
+        self._token = secrets.token_hex(16)
+
+    async def __aenter__(self) -> ReplyLock:
+        deadline = time.monotonic() + self._wait_seconds
+        while not await self._redis.set(self._key, self._token, nx=True, px=self._ttl_ms):
+            if time.monotonic() >= deadline:
+                raise DeliveryInProgress(f"another consumer is sending this reply ({self._key})")
+            await asyncio.sleep(_POLL_SECONDS)
+        return self
+
+    async def renew(self) -> None:
+        """Extend the lease before a call to Evolution; raises `LockLost` when it is no longer ours."""
+        if not await self._redis.eval(_RENEW, 1, self._key, self._token, self._ttl_ms):
+            raise LockLost(f"the delivery lock {self._key} expired while sending")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._redis.eval(_RELEASE, 1, self._key, self._token)
+        except RedisError as error:
+            # Not worth masking what happened inside the block: the lease expires on its own.
+            logger.warning(
+                "could not release a delivery lock", extra={"key": self._key, "error": repr(error)}
+            )

@@ -1,0 +1,55 @@
+"""deliver's settings: where Evolution API is, how a reply is paced, how failures are retried."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from papo_common.settings import PapoSettings
+
+
+class DeliverSettings(PapoSettings):
+    """Read from `PAPO_*` environment variables; the API key is a secret and never logged."""
+
+    evolution_url: str = "http://127.0.0.1:8080"
+    """Base URL of Evolution API (`PAPO_EVOLUTION_URL`), without a trailing path."""
+    evolution_api_key: SecretStr = SecretStr("")
+    """Evolution's global API key or the instances' token (`PAPO_EVOLUTION_API_KEY`), sent as `apikey`."""
+    evolution_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    """Per request, on top of the typing delay Evolution holds a request open for."""
+
+    deliver_typing_cps: float = Field(default=30.0, gt=0)
+    """Characters per second a person would type: the typing indicator lasts len(text) / cps."""
+    deliver_typing_min_ms: int = Field(default=800, ge=0)
+    deliver_typing_max_ms: int = Field(default=6000, ge=0, le=60_000)
+
+    deliver_retry_attempts: int = Field(default=4, ge=1, le=20)
+    """Calls to Evolution per send within one delivery of the message, before it is handed back for
+    redelivery."""
+    deliver_retry_base_seconds: float = Field(default=0.5, ge=0)
+    deliver_retry_max_seconds: float = Field(default=8.0, ge=0)
+
+    deliver_sent_ttl_seconds: int = Field(default=3 * 24 * 3600, ge=60)
+    """How long a sent reply is remembered, so a redelivery within that time is not sent again."""
+    deliver_lock_ttl_seconds: float = Field(default=60.0, gt=0)
+    """Lease of the per-reply lock; renewed before every call to Evolution."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DeliverSettings:
+        self.refuse_placeholder("evolution_api_key", self.evolution_api_key)
+        if self.deliver_typing_min_ms > self.deliver_typing_max_ms:
+            raise ValueError("PAPO_DELIVER_TYPING_MIN_MS must not exceed PAPO_DELIVER_TYPING_MAX_MS")
+        if self.deliver_retry_base_seconds > self.deliver_retry_max_seconds:
+            raise ValueError("PAPO_DELIVER_RETRY_BASE_SECONDS must not exceed PAPO_DELIVER_RETRY_MAX_SECONDS")
+        # The lock is renewed before each call, so its lease must outlive one call plus one backoff sleep;
+        # otherwise a second replica could take it while this one is still sending.
+        longest_step = (
+            self.evolution_timeout_seconds
+            + self.deliver_typing_max_ms / 1000
+            + self.deliver_retry_max_seconds
+        )
+        if self.deliver_lock_ttl_seconds <= longest_step:
+            raise ValueError(
+                f"PAPO_DELIVER_LOCK_TTL_SECONDS must exceed {longest_step:g}: the timeout, the longest typing "
+                "delay and the longest backoff together"
+            )
+        return self

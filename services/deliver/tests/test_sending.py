@@ -1,0 +1,138 @@
+"""Sending texts through a real HTTP server speaking Evolution's wire format."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from papo_common.errors import PermanentError
+from papo_deliver.evolution import EvolutionClient, SentMessage
+from papo_deliver.pacing import TypingPace
+from papo_deliver.retry import EvolutionUnavailable, RetryPolicy
+from papo_deliver.sending import Chat, send_texts
+from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
+
+INSTANCE, API_KEY = "acme", "acme-key"
+CHAT = Chat(INSTANCE, "5511987654321")
+PACE = TypingPace(chars_per_second=100, min_ms=50, max_ms=300)
+RETRIES = RetryPolicy(attempts=3, base_seconds=0.01, max_seconds=0.02)
+
+
+async def send(client: EvolutionClient, texts: list[str], **kwargs: object) -> list[tuple[int, SentMessage]]:
+    sent: list[tuple[int, SentMessage]] = []
+
+    async def on_sent(index: int, message: SentMessage) -> None:
+        sent.append((index, message))
+
+    await send_texts(client, CHAT, texts, pace=PACE, policy=RETRIES, on_sent=on_sent, **kwargs)  # type: ignore[arg-type]
+    return sent
+
+
+async def test_typing_is_shown_for_the_typing_time_then_the_text_is_sent(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    text = "x" * 20  # 200 ms at 100 chars/s
+    sent = await send(client, [text])
+
+    presence, send_text = evolution.requests
+    assert presence.path == f"/chat/sendPresence/{INSTANCE}"
+    assert presence.headers["apikey"] == API_KEY
+    assert presence.json == {"number": "5511987654321", "presence": "composing", "delay": 200}
+    assert send_text.path == f"/message/sendText/{INSTANCE}"
+    assert send_text.headers["apikey"] == API_KEY
+    assert send_text.json == {"number": "5511987654321", "text": text, "delay": 0, "linkPreview": False}
+    # Evolution holds sendPresence for the delay, so the text goes out only after the typing was shown.
+    assert send_text.received_monotonic - presence.received_monotonic >= 0.2
+    [accepted] = evolution.sent_texts(INSTANCE)
+    assert sent == [(0, SentMessage(accepted.message_id, "5511987654321@s.whatsapp.net", "PENDING"))]
+    assert accepted.message_id.startswith("3EB0")
+
+
+async def test_chunks_go_out_in_order_each_with_its_own_typing_and_sent_ones_are_skipped(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    sent = await send(client, ["first", "second", "third"], already_sent={1})
+
+    assert [index for index, _ in sent] == [0, 2]
+    assert [r.endpoint for r in evolution.requests] == ["/chat/sendPresence", "/message/sendText"] * 2
+    assert [s.text for s in evolution.sent_texts()] == ["first", "third"]
+
+
+async def test_a_lid_chat_is_addressed_by_its_full_jid(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    sent: list[SentMessage] = []
+
+    async def on_sent(index: int, message: SentMessage) -> None:
+        sent.append(message)
+
+    lid = Chat(INSTANCE, "83842157310076@lid")
+    await send_texts(client, lid, ["oi"], pace=PACE, policy=RETRIES, on_sent=on_sent)
+    assert evolution.sent_texts()[0].remote_jid == "83842157310076@lid"
+    assert sent[0].remote_jid == "83842157310076@lid"
+
+
+async def test_a_transient_send_failure_is_retried_and_sent_once(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    evolution.fail_next("sendText", 400, connection_closed_body())
+    evolution.fail_next("sendText", 500, timed_out_body())
+
+    sent = await send(client, ["hello"])
+
+    assert len(evolution.requests_to("sendText")) == 3
+    assert len(evolution.sent_texts()) == 1 == len(sent)
+
+
+async def test_a_send_that_keeps_failing_gives_up_after_the_attempts(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    evolution.fail_next("sendText", 500, timed_out_body(), times=10)
+
+    with pytest.raises(EvolutionUnavailable, match="Timed Out"):
+        await send(client, ["hello"])
+    assert len(evolution.requests_to("sendText")) == RETRIES.attempts
+    assert evolution.sent_texts() == []
+
+
+async def test_a_number_not_on_whatsapp_is_permanent_and_nothing_is_sent(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    evolution.mark_not_on_whatsapp("5511987654321")
+
+    with pytest.raises(PermanentError, match=re.escape("not on WhatsApp: 5511987654321@s.whatsapp.net")):
+        await send(client, ["hello"])
+    assert evolution.requests_to("sendText") == []  # the presence call already said so
+
+
+async def test_a_wrong_api_key_is_permanent(evolution: FakeEvolution, http: httpx.AsyncClient) -> None:
+    wrong = EvolutionClient(http, evolution.url, SecretStr("nope"), timeout_seconds=2.0)
+    with pytest.raises(PermanentError, match="401"):
+        await send(wrong, ["hello"])
+
+
+async def test_a_failed_typing_indicator_does_not_stop_the_reply_and_evolution_types_instead(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    evolution.fail_next("sendPresence", 400, connection_closed_body())
+
+    await send(client, ["x" * 20])
+
+    assert [s.text for s in evolution.sent_texts()] == ["x" * 20]
+    assert evolution.requests_to("sendText")[0].json["delay"] == 200
+
+
+async def test_a_hung_evolution_times_out_and_is_retried(
+    evolution: FakeEvolution, http: httpx.AsyncClient
+) -> None:
+    impatient = EvolutionClient(http, evolution.url, SecretStr(API_KEY), timeout_seconds=0.3)
+    evolution.hang_next("sendText", 1.0)
+
+    await send(impatient, ["hello"])
+
+    # The hung request was still processed by Evolution after we gave up: the at-least-once window the
+    # README describes. The retry sent it again.
+    assert len(evolution.requests_to("sendText")) == 2

@@ -1,0 +1,67 @@
+"""The llm service: consumes `burst.ready`, publishes `reply.ready`."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+
+from papo_common.broker import publish
+from papo_common.contracts import Reply
+from papo_common.db import make_engine as make_db_engine
+from papo_common.redis import make_redis
+from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.topology import LLM
+from papo_llm.archive import HistoryArchive
+from papo_llm.engines import make_engine
+from papo_llm.handlers import register_handlers
+from papo_llm.history import HistoryStore
+from papo_llm.settings import LlmSettings
+from papo_llm.turns import TurnTaker
+
+
+def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
+    """The llm's broker, handler, readiness checks (Redis, PostgreSQL) and shutdown hooks."""
+    settings = settings or LlmSettings()
+    broker = make_service_broker(LLM.service, settings)
+    redis = make_redis(settings.redis_url.get_secret_value())
+    database = make_db_engine(settings.database_url.get_secret_value(), pool_size=settings.database_pool_size)
+    chat_engine = make_engine(settings)
+    archive = HistoryArchive(database)
+
+    async def publish_reply(reply: Reply) -> None:
+        await publish(broker, reply)
+
+    register_handlers(
+        broker,
+        TurnTaker(
+            settings=settings,
+            redis=redis,
+            engine=chat_engine,
+            store=HistoryStore(
+                redis,
+                ttl_seconds=settings.llm_history_ttl_seconds,
+                max_turns=settings.llm_history_max_turns,
+            ),
+            archive=archive,
+            publish=publish_reply,
+        ),
+    )
+
+    async def redis_ready() -> None:
+        await redis.ping()
+
+    async def close() -> None:
+        await chat_engine.aclose()
+        await redis.aclose()
+        await database.dispose()
+
+    return consumer_app(
+        broker,
+        checks={"redis": redis_ready, "postgresql": archive.ping},
+        on_shutdown=[close],
+    )
+
+
+def main() -> None:
+    """Run the llm service (`papo run llm`)."""
+    settings = LlmSettings()
+    serve(create_app(settings), settings)

@@ -1,0 +1,49 @@
+"""What the llm service needs from a chat model, whatever serves it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypedDict
+
+from papo_common.errors import PermanentError
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(TypedDict):
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The model's answer to one prompt."""
+
+    text: str
+    model: str
+    """The model that answered, as the server names it."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class CompletionFailed(PermanentError):
+    """The model could not answer this prompt and retrying will not change that (a rejected request, a bad
+    key, an unparseable answer, or transient failures that outlasted every attempt)."""
+
+
+class ChatEngine(Protocol):
+    """Answers a chat prompt. Implementations retry what is worth retrying themselves and raise
+    `CompletionFailed` when they give up."""
+
+    @property
+    def model(self) -> str:
+        """The configured model name, used as a metric label."""
+        ...
+
+    async def complete(self, messages: list[ChatMessage]) -> Completion:
+        """One completion of `messages` (system first, then alternating turns)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and other resources."""
+        ...

@@ -1,0 +1,71 @@
+"""Settings of the llm service (`PAPO_LLM_*`, `PAPO_SYSTEM_PROMPT`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from papo_common.contracts import UNDERSTOOD_NOTHING
+from papo_common.settings import DatabaseSettings
+
+VOICE_NOTE_MARK = "🎤 "
+"""Prefixed to a transcribed voice note in the prompt, so the model knows it was spoken, not typed."""
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the WhatsApp assistant of a business. Be helpful, friendly and concise.\n"
+    "- Always answer in the language the person writes in.\n"
+    "- Write like a person on WhatsApp: short messages, plain text, no headings or tables, "
+    "at most a few short paragraphs.\n"
+    "- Answer everything the person said in their latest messages in one reply.\n"
+    f'- Lines starting with "{VOICE_NOTE_MARK.strip()}" are transcripts of voice notes. '
+    f'"{UNDERSTOOD_NOTHING}" means a voice note could not be understood: kindly ask the person to '
+    "repeat it or to write it instead.\n"
+    "- Messages of yours in the history may have been written by a human at the business; stay consistent "
+    "with them.\n"
+    "- If you do not know something about the business, say so and offer to pass the question on to a "
+    "person; never invent prices, policies or commitments."
+)
+
+
+class LlmSettings(DatabaseSettings):
+    """How to reach the chat model, what to tell it, and how much history and time a turn may use."""
+
+    model_config = SettingsConfigDict(populate_by_name=True)
+
+    llm_engine: Literal["openai"] = "openai"
+    """Which `ChatEngine` answers: `openai` speaks Chat Completions to any compatible server."""
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("PAPO_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    """Sent as a bearer token; unset for local servers (vLLM, Ollama, llama.cpp) that need none."""
+    llm_model: str = "gpt-4o-mini"
+    llm_temperature: float = Field(default=0.4, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(default=400, ge=1)
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Per HTTP attempt."""
+    llm_max_attempts: int = Field(default=4, ge=1, le=20)
+    llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
+    llm_backoff_max_seconds: float = Field(default=20.0, ge=0)
+    """Longest pause between attempts, also the most of a `Retry-After` that is honoured."""
+
+    system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, min_length=1)
+
+    llm_history_ttl_seconds: int = Field(default=86_400, ge=60)
+    """Idle lifetime of a conversation's hot history in Redis, refreshed on every use."""
+    llm_history_max_turns: int = Field(default=20, ge=0)
+    llm_history_max_chars: int = Field(default=12_000, ge=0)
+
+    llm_turn_lock_ttl_seconds: float = Field(default=30.0, gt=0)
+    """Lease of the per-conversation turn lock; a watchdog renews it while a reply is generated, so it only
+    lapses when the holder dies."""
+    llm_turn_wait_seconds: float = Field(default=300.0, gt=0)
+    """How long a burst waits for its conversation's turn before it is handed back for redelivery."""
+
+    @model_validator(mode="after")
+    def _real_key_in_production(self) -> LlmSettings:
+        if self.llm_api_key is not None:
+            self.refuse_placeholder("llm_api_key", self.llm_api_key)
+        return self

@@ -1,0 +1,71 @@
+"""Unit-test fixtures: a real local Redis under a key prefix of the test's own, and contract builders."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from papo_common.contracts import Burst, BurstItem, ConversationRef
+from papo_common.redis import make_redis
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"papo-llm-unit-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis(prefix: str) -> AsyncIterator[Redis]:
+    client = make_redis(os.environ.get("PAPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    yield client
+    async for key in client.scan_iter(match=f"{prefix}:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+CONVERSATION = ConversationRef(instance="acme", user_id="5511999990000@s.whatsapp.net")
+T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def item(message_id: str, text: str, *, seconds: int = 0, transcribed: bool = False) -> BurstItem:
+    return BurstItem(
+        message_id=message_id,
+        kind="audio" if transcribed else "text",
+        text=text,
+        sent_at=T0 + timedelta(seconds=seconds),
+        transcribed=transcribed,
+    )
+
+
+def burst(
+    *items: BurstItem,
+    seq: int = 1,
+    conversation: ConversationRef = CONVERSATION,
+    push_name: str | None = None,
+) -> Burst:
+    return Burst(
+        burst_id=f"{conversation.key}:{seq}",
+        conversation=conversation,
+        chat_id=conversation.user_id,
+        push_name=push_name,
+        items=items,
+        inbound_seq=seq,
+        reason="quiet",
+        first_received_at=items[0].sent_at,
+        flushed_at=items[-1].sent_at + timedelta(seconds=3),
+    )
+
+
+@pytest.fixture
+def make_item() -> Callable[..., BurstItem]:
+    return item
+
+
+@pytest.fixture
+def make_burst() -> Callable[..., Burst]:
+    return burst

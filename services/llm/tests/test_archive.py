@@ -1,0 +1,113 @@
+"""Rehydration from PostgreSQL: which stored messages become history, and how they read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from papo_common.contracts import UNDERSTOOD_NOTHING, ConversationRef
+from papo_common.db import make_engine
+from papo_llm.archive import HistoryArchive, turn_from_row, turns_from_rows
+from papo_llm.prompt import Turn
+from papo_llm.settings import VOICE_NOTE_MARK
+from papo_testing import infra
+
+
+def test_each_role_reads_as_its_side_of_the_conversation() -> None:
+    assert turn_from_row("user", "text", "oi", None) == Turn("user", "oi")
+    assert turn_from_row("assistant", "text", "Olá!", None) == Turn("assistant", "Olá!")
+    assert turn_from_row("operator", "text", "Aqui é o João.", None) == Turn("assistant", "Aqui é o João.")
+
+
+def test_voice_notes_show_their_transcript_or_the_marker_and_pending_ones_are_skipped() -> None:
+    assert turn_from_row("user", "audio", "bom dia", None) == Turn("user", f"{VOICE_NOTE_MARK}bom dia")
+    assert turn_from_row("user", "audio", None, "too noisy") == Turn(
+        "user", f"{VOICE_NOTE_MARK}{UNDERSTOOD_NOTHING}"
+    )
+    assert turn_from_row("user", "audio", None, None) is None
+    assert turn_from_row("operator", "audio", None, None) is None
+
+
+def test_a_truncated_window_drops_its_oldest_turn_which_may_be_partial() -> None:
+    rows = [("user", "text", "b", None), ("assistant", "text", "B", None), ("user", "text", "c", None)]
+
+    assert turns_from_rows(rows, complete=True) == [
+        Turn("user", "b"),
+        Turn("assistant", "B"),
+        Turn("user", "c"),
+    ]
+    assert turns_from_rows(rows, complete=False) == [Turn("assistant", "B"), Turn("user", "c")]
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    with infra.postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def test_recent_turns_exclude_the_burst_later_messages_and_other_conversations(
+    engine: AsyncEngine, make_burst, make_item
+) -> None:
+    burst = make_burst(make_item("now-1", "e o horário?", seconds=100), make_item("now-2", "?", seconds=101))
+    me = burst.conversation
+    t0 = burst.items[0].sent_at
+    other_instance = ConversationRef(instance="other", user_id=me.user_id)
+    async with engine.begin() as connection:
+        ids = {}
+        for conversation in (me, other_instance):
+            ids[conversation.key] = (
+                await connection.execute(
+                    text(
+                        "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                    ),
+                    {"i": conversation.instance, "u": conversation.user_id},
+                )
+            ).scalar_one()
+        rows = [
+            (me, "old-1", "user", "text", "quanto custa?", -50),
+            (me, "op-1", "operator", "text", "Custa 30 reais.", -40),
+            (me, "reply-1", "assistant", "text", "Mais alguma dúvida?", -39),
+            (me, "now-1", "user", "text", "e o horário?", 0),
+            (me, "later-1", "user", "text", "said after the burst", 30),
+            (other_instance, "x-1", "user", "text", "another tenant", -45),
+        ]
+        for conversation, external_id, role, kind, body, seconds in rows:
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
+                    " VALUES (:c, :i, :e, :r, :k, :t, :s)"
+                ),
+                {
+                    "c": ids[conversation.key],
+                    "i": conversation.instance,
+                    "e": external_id,
+                    "r": role,
+                    "k": kind,
+                    "t": body,
+                    "s": t0 + timedelta(seconds=seconds),
+                },
+            )
+
+    turns = await HistoryArchive(engine).recent_turns(
+        me,
+        exclude_message_ids=[item.message_id for item in burst.items],
+        until=burst.items[-1].sent_at,
+        max_rows=50,
+    )
+
+    assert turns == [Turn("user", "quanto custa?"), Turn("assistant", "Custa 30 reais.\nMais alguma dúvida?")]
+    assert await HistoryArchive(engine).recent_turns(me, exclude_message_ids=[], until=t0, max_rows=2) == [
+        Turn("user", "e o horário?")
+    ]
+    await HistoryArchive(engine).ping()

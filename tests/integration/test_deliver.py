@@ -1,0 +1,235 @@
+"""deliver over the real RabbitMQ and Redis, with a fake Evolution API speaking its real wire format.
+
+Each test starts the deliver app as it runs in production (topology declared, quorum queue with its delivery
+limit and dead-letter queue), publishes `Reply` messages to the `papo` exchange with routing key
+`reply.ready`, and asserts on what Evolution received and on what landed in real queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from pydantic import SecretStr
+
+from papo_common.broker import publish
+from papo_common.contracts import ConversationRef, Reply, ReplySent
+from papo_common.topology import DELIVER, EXCHANGE, RoutingKey
+from papo_deliver.app import create_app
+from papo_deliver.settings import DeliverSettings
+from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
+
+INSTANCE, API_KEY = "acme", "acme-key"
+CHAT = "5511987654321@s.whatsapp.net"
+
+
+def make_reply(text: str = "Oi! Tudo bem?") -> Reply:
+    return Reply(
+        reply_id=f"{INSTANCE}:{CHAT}:{uuid.uuid4().hex[:10]}",
+        burst_id="burst",
+        conversation=ConversationRef(instance=INSTANCE, user_id=CHAT),
+        chat_id=CHAT,
+        text=text,
+        in_reply_to=("3A0000000000000001",),
+        model="test-model",
+        created_at=datetime.now(UTC),
+    )
+
+
+@pytest.fixture
+async def evolution() -> AsyncIterator[FakeEvolution]:
+    async with FakeEvolution(api_keys={INSTANCE: API_KEY}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> Callable[..., DeliverSettings]:
+    def build(evolution_url: str, **overrides: Any) -> DeliverSettings:
+        values: dict[str, Any] = {
+            "rabbitmq_url": SecretStr(rabbitmq_url),
+            "redis_url": SecretStr(redis_url),
+            "redis_key_prefix": redis_prefix,
+            "evolution_url": evolution_url,
+            "evolution_api_key": SecretStr(API_KEY),
+            "evolution_timeout_seconds": 2.0,
+            "deliver_typing_min_ms": 20,
+            "deliver_typing_max_ms": 100,
+            "deliver_retry_attempts": 2,
+            "deliver_retry_base_seconds": 0.01,
+            "deliver_retry_max_seconds": 0.05,
+            "log_format": "text",
+        }
+        return DeliverSettings(**(values | overrides))
+
+    return build
+
+
+@contextlib.asynccontextmanager
+async def running(settings: DeliverSettings) -> AsyncIterator[None]:
+    app = create_app(settings)
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def probe(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
+    """A second connection, standing in for llm (publishes replies) and persist (reads reply.sent)."""
+    broker = RabbitBroker(rabbitmq_url)
+    await broker.connect()
+    yield broker
+    await broker.stop()
+
+
+async def reply_sent_queue(probe: RabbitBroker) -> AbstractQueue:
+    queue = await probe.declare_queue(
+        RabbitQueue(f"test.reply-sent.{uuid.uuid4().hex[:8]}", auto_delete=True)
+    )
+    await queue.bind(await probe.declare_exchange(EXCHANGE), routing_key=RoutingKey.REPLY_SENT)
+    return queue
+
+
+async def collect(
+    queue: AbstractQueue, reply_id: str, *, count: int, timeout: float
+) -> list[AbstractIncomingMessage]:
+    """Messages about `reply_id` from `queue` (shared queues carry other tests' messages too)."""
+    found: list[AbstractIncomingMessage] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(found) < count and asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is None:
+            await asyncio.sleep(0.05)
+        elif reply_id.encode() in message.body:
+            found.append(message)
+    return found
+
+
+def free_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_a_reply_is_sent_once_and_reply_sent_published(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply("Olá, em que posso ajudar?")
+        await publish(probe, reply)
+        [message] = await collect(sent_queue, reply.reply_id, count=1, timeout=10)
+
+    [accepted] = evolution.sent_texts(INSTANCE)
+    assert (accepted.number, accepted.text) == ("5511987654321", "Olá, em que posso ajudar?")
+    assert [r.endpoint for r in evolution.requests] == ["/chat/sendPresence", "/message/sendText"]
+    reply_sent = ReplySent.model_validate_json(message.body)
+    assert reply_sent.whatsapp_message_ids == (accepted.message_id,)
+    assert reply_sent.conversation == reply.conversation
+
+
+async def test_a_duplicate_reply_is_not_sent_twice(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await publish(probe, reply)
+        await collect(sent_queue, reply.reply_id, count=1, timeout=10)
+        await publish(probe, reply)  # llm regenerated it, or its publish was retried
+        messages = await collect(sent_queue, reply.reply_id, count=1, timeout=10)
+
+    assert len(evolution.sent_texts()) == 1
+    assert len(messages) == 1, "the duplicate still confirms the send, with the same ids"
+    assert ReplySent.model_validate_json(messages[0].body).whatsapp_message_ids == (
+        evolution.sent_texts()[0].message_id,
+    )
+
+
+async def test_copies_handled_by_two_replicas_at_once_are_sent_once(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    settings = make_settings(
+        evolution.url, deliver_typing_min_ms=300, deliver_typing_max_ms=300
+    )  # sends overlap
+    async with running(settings), running(settings):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await asyncio.gather(*(publish(probe, reply) for _ in range(4)))
+        messages = await collect(sent_queue, reply.reply_id, count=4, timeout=15)
+
+    assert len(evolution.sent_texts()) == 1
+    assert len(messages) == 4
+    assert len({ReplySent.model_validate_json(m.body).whatsapp_message_ids for m in messages}) == 1
+
+
+async def test_a_transient_500_is_retried_and_the_reply_sent_once(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    evolution.fail_next("sendText", 500, timed_out_body())
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await publish(probe, reply)
+        assert await collect(sent_queue, reply.reply_id, count=1, timeout=10)
+
+    assert [r.status for r in evolution.requests_to("sendText")] == [500, 201]
+    assert len(evolution.sent_texts()) == 1
+
+
+async def test_a_failure_that_outlasts_the_retries_is_redelivered_and_then_sent_once(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    evolution.fail_next(
+        "sendText", 400, connection_closed_body(), times=2
+    )  # both attempts of the 1st delivery
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await publish(probe, reply)
+        assert await collect(sent_queue, reply.reply_id, count=1, timeout=15)
+
+    assert [r.status for r in evolution.requests_to("sendText")] == [400, 400, 201]
+    assert len(evolution.sent_texts()) == 1
+
+
+async def test_a_number_not_on_whatsapp_is_dead_lettered_at_once_and_nothing_is_sent(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    evolution.mark_not_on_whatsapp(CHAT)
+    async with running(make_settings(evolution.url)):
+        dead_letters = await probe.declare_queue(DELIVER.dead_letter_queue)
+        reply = make_reply()
+        await publish(probe, reply)
+        [dead] = await collect(dead_letters, reply.reply_id, count=1, timeout=10)
+        await asyncio.sleep(0.5)  # time for a (wrong) redelivery to show up
+
+    assert Reply.model_validate_json(dead.body) == reply
+    assert len(evolution.requests) == 1, "rejected once, not redelivered in a loop"
+    assert evolution.sent_texts() == []
+    [death] = dead.headers["x-death"]  # type: ignore[misc]
+    assert death["reason"] == "rejected"  # type: ignore[index]
+
+
+async def test_evolution_down_is_retried_until_the_delivery_limit_then_dead_lettered(
+    make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    async with running(make_settings(free_port_url())):
+        dead_letters = await probe.declare_queue(DELIVER.dead_letter_queue)
+        reply = make_reply()
+        await publish(probe, reply)
+        [dead] = await collect(dead_letters, reply.reply_id, count=1, timeout=30)
+
+    assert Reply.model_validate_json(dead.body) == reply
+    [death] = dead.headers["x-death"]  # type: ignore[misc]
+    assert death["reason"] == "delivery_limit"  # type: ignore[index]
+    assert death["queue"] == DELIVER.name  # type: ignore[index]

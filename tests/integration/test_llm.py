@@ -1,0 +1,389 @@
+"""llm over the real RabbitMQ, Redis and PostgreSQL, with a fake OpenAI server speaking the real wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import pytest
+from faststream.rabbit import RabbitBroker
+from sqlalchemy import text
+
+from papo_common.broker import make_broker, publish
+from papo_common.contracts import Burst, BurstItem, ConversationRef, Reply
+from papo_common.db import make_engine
+from papo_common.redis import ConversationKeys
+from papo_common.topology import EXCHANGE, LLM, RoutingKey, declare_topology
+from papo_llm.app import create_app
+from papo_llm.settings import VOICE_NOTE_MARK, LlmSettings
+from papo_testing.fake_openai import FakeOpenAI
+
+T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def conversation() -> ConversationRef:
+    return ConversationRef(instance="acme", user_id=f"55119{uuid.uuid4().int % 10**8:08d}@s.whatsapp.net")
+
+
+def make_burst(
+    who: ConversationRef, seq: int, *texts: str, transcribed: tuple[int, ...] = (), at: int = 0
+) -> Burst:
+    items = tuple(
+        BurstItem(
+            message_id=f"{who.user_id[:13]}-{seq}-{i}",
+            kind="audio" if i in transcribed else "text",
+            text=body,
+            sent_at=T0 + timedelta(seconds=at + i),
+            transcribed=i in transcribed,
+        )
+        for i, body in enumerate(texts)
+    )
+    return Burst(
+        burst_id=f"{who.key}:{seq}",
+        conversation=who,
+        chat_id=who.user_id,
+        items=items,
+        inbound_seq=seq,
+        reason="quiet",
+        first_received_at=items[0].sent_at,
+        flushed_at=items[-1].sent_at + timedelta(seconds=3),
+    )
+
+
+def llm_settings(
+    rabbitmq_url: str, database_url: str, redis_url: str, prefix: str, ai: FakeOpenAI, **extra: Any
+):
+    return LlmSettings(
+        rabbitmq_url=rabbitmq_url,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        llm_base_url=ai.base_url,
+        llm_api_key="sk-test",
+        llm_model="gpt-test",
+        llm_backoff_base_seconds=0.05,
+        llm_backoff_max_seconds=0.2,
+        system_prompt="You are papo's test assistant.",
+        log_format="text",
+        **extra,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: LlmSettings) -> AsyncIterator[None]:
+    app = create_app(settings)
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
+
+
+class Replies:
+    """A private queue bound to `reply.ready`: what deliver and persist would receive."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.queue = queue
+
+    async def take(self, count: int, timeout: float = 15.0) -> list[Reply]:
+        replies: list[Reply] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(replies) < count:
+            message = await self.queue.get(no_ack=True, fail=False)
+            if message is None:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"expected {count} replies, got {len(replies)}")
+                await asyncio.sleep(0.05)
+                continue
+            replies.append(Reply.model_validate_json(message.body))
+        return replies
+
+    async def none_within(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        message = await self.queue.get(no_ack=True, fail=False)
+        assert message is None, f"unexpected reply: {message.body!r}"
+
+
+@pytest.fixture
+async def amqp(rabbitmq_url: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(rabbitmq_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def publisher(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
+    broker = make_broker(LlmSettings(rabbitmq_url=rabbitmq_url), app_id="papo-test-debounce")
+    await broker.connect()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture
+async def ai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(api_key="sk-test") as server:
+        yield server
+
+
+@pytest.fixture
+async def settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai) -> LlmSettings:
+    return llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai)
+
+
+@pytest.fixture
+async def replies(publisher, amqp) -> AsyncIterator[Replies]:
+    await declare_topology(publisher)
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(EXCHANGE.name, routing_key=RoutingKey.REPLY_READY)
+    yield Replies(queue)
+    await channel.close()
+
+
+async def dead_letters_of(amqp, burst_id: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Messages for `burst_id` parked in papo.llm.dlq (others are put back for their own tests)."""
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(LLM.dead_letter_name, passive=True)
+    found, others = [], []
+    while (message := await queue.get(fail=False)) is not None:
+        (found if json.loads(message.body)["burst_id"] == burst_id else others).append(message)
+    for message in found:
+        await message.ack()
+    for message in others:
+        await message.nack(requeue=True)
+    await channel.close()
+    return found
+
+
+async def eventually(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_burst_is_answered_with_one_reply_built_from_the_ordered_burst(
+    settings, ai, replies, publisher
+) -> None:
+    who = conversation()
+    burst = make_burst(who, 1, "oi", "queria marcar um horário", "pra amanhã de manhã", transcribed=(2,))
+
+    async with running(settings):
+        await publish(publisher, burst)
+        [reply] = await replies.take(1)
+        await replies.none_within(0.5)
+
+    expected_prompt = f"oi\nqueria marcar um horário\n{VOICE_NOTE_MARK}pra amanhã de manhã"
+    [request] = ai.requests
+    assert request.messages == [
+        {"role": "system", "content": "You are papo's test assistant."},
+        {"role": "user", "content": expected_prompt},
+    ]
+    assert request.body["model"] == "gpt-test" and request.headers["authorization"] == "Bearer sk-test"
+    assert reply.reply_id == f"reply:{burst.burst_id}" and reply.burst_id == burst.burst_id
+    assert reply.conversation == who and reply.chat_id == who.user_id
+    assert reply.in_reply_to == tuple(item.message_id for item in burst.items)
+    assert reply.text == f"[fake reply to 2 messages] {expected_prompt}"
+    assert reply.model == "gpt-test" and reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+
+
+async def test_the_previous_turn_is_in_the_next_prompt(settings, ai, replies, publisher) -> None:
+    who = conversation()
+    async with running(settings):
+        await publish(publisher, make_burst(who, 1, "qual o preço do corte?"))
+        [first] = await replies.take(1)
+        await publish(publisher, make_burst(who, 2, "e da barba?", at=60))
+        await replies.take(1)
+
+    assert ai.requests[1].messages[1:] == [
+        {"role": "user", "content": "qual o preço do corte?"},
+        {"role": "assistant", "content": first.text},
+        {"role": "user", "content": "e da barba?"},
+    ]
+
+
+async def test_lost_redis_history_is_rehydrated_from_postgresql(
+    settings, ai, replies, publisher, database_url, redis_client
+) -> None:
+    who = conversation()
+    burst = make_burst(who, 9, "e sábado abre?", at=600)
+    engine = make_engine(database_url)
+    async with engine.begin() as connection:
+        conversation_id = (
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                ),
+                {"i": who.instance, "u": who.user_id},
+            )
+        ).scalar_one()
+        rows = [
+            ("w-1", "user", "text", "vocês abrem domingo?", 0),
+            ("w-2", "user", "audio", "e que horas fecha", 1),
+            ("r-1", "assistant", "text", "Domingo não abrimos.", 10),
+            ("o-1", "operator", "text", "Aqui é a Maria, posso ajudar.", 20),
+            (burst.items[0].message_id, "user", "text", "e sábado abre?", 600),  # persist got it first
+        ]
+        for external_id, role, kind, body, seconds in rows:
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
+                    " VALUES (:c, :i, :e, :r, :k, :t, :s)"
+                ),
+                {
+                    "c": conversation_id,
+                    "i": who.instance,
+                    "e": external_id,
+                    "r": role,
+                    "k": kind,
+                    "t": body,
+                    "s": T0 + timedelta(seconds=seconds),
+                },
+            )
+    await engine.dispose()
+    keys = ConversationKeys(settings.redis_key_prefix, who)
+    assert not await redis_client.exists(keys.history)
+
+    async with running(settings):
+        await publish(publisher, burst)
+        [reply] = await replies.take(1)
+
+    assert ai.requests[0].messages[1:] == [
+        {"role": "user", "content": f"vocês abrem domingo?\n{VOICE_NOTE_MARK}e que horas fecha"},
+        {"role": "assistant", "content": "Domingo não abrimos.\nAqui é a Maria, posso ajudar."},
+        {"role": "user", "content": "e sábado abre?"},
+    ]
+    history = [json.loads(raw)["content"] for raw in await redis_client.lrange(keys.history, 0, -1)]
+    assert history[-2:] == ["e sábado abre?", reply.text]
+    assert len(history) == 4
+
+
+async def test_a_reply_overtaken_by_new_messages_is_dropped_and_answered_with_the_next_burst(
+    settings, ai, replies, publisher, redis_client
+) -> None:
+    who = conversation()
+    keys = ConversationKeys(settings.redis_key_prefix, who)
+    await redis_client.set(keys.inbound_seq, 1)
+    ai.latency = 1.0
+
+    async with running(settings):
+        await publish(publisher, make_burst(who, 1, "quero um orçamento"))
+        await ai.wait_for_requests(1)
+        await redis_client.incr(keys.inbound_seq)  # debounce counted a new message while we were thinking
+        await eventually(lambda: redis_client.exists(keys.history))
+        await replies.none_within(0.3)
+        await publish(publisher, make_burst(who, 2, "pra 3 camisetas", at=5))
+        [reply] = await replies.take(1)
+
+    assert reply.burst_id == f"{who.key}:2"
+    assert len(ai.requests) == 2
+    assert ai.requests[1].last_user_message == "quero um orçamento\npra 3 camisetas"
+    assert int(await redis_client.get(keys.answered_seq)) == 2
+
+
+async def test_a_redelivered_or_overtaken_burst_is_not_answered_again(
+    settings, ai, replies, publisher
+) -> None:
+    who = conversation()
+    older, newer = make_burst(who, 1, "oi"), make_burst(who, 2, "tudo bem?", at=5)
+
+    async with running(settings):
+        await publish(publisher, newer)
+        await replies.take(1)
+        await publish(publisher, newer)  # a redelivery
+        await publish(publisher, older)  # arrived after the newer one was answered
+        await replies.none_within(1.0)
+
+    assert len(ai.requests) == 1
+
+
+async def test_one_conversation_is_answered_one_turn_at_a_time_across_replicas(
+    rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher
+) -> None:
+    # prefetch 1: while replica X answers A1, A2 can only go to replica Y, and B1 to X once A1 is done.
+    settings = llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai, prefetch=1)
+    alice, bob = conversation(), conversation()
+    ai.latency = 1.2
+
+    async with running(settings), running(settings):
+        await publish(publisher, make_burst(alice, 1, "alice 1"))
+        await ai.wait_for_requests(1)
+        await publish(publisher, make_burst(alice, 2, "alice 2", at=5))
+        await publish(publisher, make_burst(bob, 1, "bob 1"))
+        answered = await replies.take(3, timeout=20)
+
+    assert sorted(r.burst_id for r in answered) == sorted(
+        [f"{alice.key}:1", f"{alice.key}:2", f"{bob.key}:1"]
+    )
+    by_text = {r.last_user_message.rsplit("\n", 1)[-1]: r for r in ai.requests}
+    assert set(by_text) == {"alice 1", "alice 2", "bob 1"}
+    assert not by_text["alice 1"].overlaps(by_text["alice 2"])
+    assert by_text["alice 2"].received_at >= by_text["alice 1"].finished_at
+    assert by_text["bob 1"].overlaps(by_text["alice 2"])
+    assert ai.max_in_flight == 2
+
+
+async def test_server_errors_are_retried_and_answered_once(settings, ai, replies, publisher) -> None:
+    ai.fail_next(500, times=2)
+    async with running(settings):
+        await publish(publisher, make_burst(conversation(), 1, "oi"))
+        await replies.take(1)
+        await replies.none_within(0.5)
+
+    assert [r.status for r in ai.requests] == [500, 500, 200]
+
+
+async def test_a_rejected_key_dead_letters_the_burst_and_frees_the_conversation(
+    settings, ai, replies, publisher, amqp, redis_client
+) -> None:
+    who = conversation()
+    failing = make_burst(who, 1, "oi")
+    ai.fail_next(401)
+
+    async with running(settings):
+        await publish(publisher, failing)
+        await eventually(lambda: _has_dead_letter(amqp, failing.burst_id))
+        assert not await redis_client.exists(ConversationKeys(settings.redis_key_prefix, who).turn_lock)
+        await publish(publisher, make_burst(who, 2, "alguém aí?", at=30))
+        [reply] = await replies.take(1)
+
+    assert reply.burst_id == f"{who.key}:2"
+    assert len(ai.requests) == 2
+
+
+async def _has_dead_letter(amqp, burst_id: str) -> bool:
+    found = await dead_letters_of(amqp, burst_id)
+    return bool(found)
+
+
+@pytest.mark.parametrize("broken", ["redis_url", "database_url"])
+async def test_an_unreachable_store_is_redelivered_until_the_delivery_limit(
+    broken, rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
+) -> None:
+    dead = {
+        "redis_url": "redis://127.0.0.1:1/0",
+        "database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/x",
+    }
+    urls = {"database_url": database_url, "redis_url": redis_url, broken: dead[broken]}
+    settings = llm_settings(rabbitmq_url, urls["database_url"], urls["redis_url"], redis_prefix, ai)
+    burst = make_burst(conversation(), 1, "oi")
+
+    async with running(settings):
+        await publish(publisher, burst)
+        found: list[Any] = []
+
+        async def dead_lettered() -> bool:
+            found.extend(await dead_letters_of(amqp, burst.burst_id))
+            return bool(found)
+
+        await eventually(dead_lettered, timeout=20)
+
+    [death] = found[0].headers["x-death"]
+    assert death["reason"] == "delivery_limit"
+    assert ai.requests == []
