@@ -14,7 +14,7 @@ from papo_testing.webhooks import text_webhook
 
 Stack = Any  # the `stack` fixture of tests/e2e/conftest.py
 
-T = 1_763_812_800  # messageTimestamp of the first message
+T = int(time.time()) - 10  # messageTimestamp of the first message: recent, or it would be stale
 
 
 async def wait_until(predicate, timeout: float, interval: float = 0.2):  # type: ignore[no-untyped-def]

@@ -72,7 +72,10 @@ def test_routing_keys_reach_the_services_that_need_them() -> None:
     assert routing_key_for(operator) == RoutingKey.INBOUND_OPERATOR
     assert routing_key_for(transcript("B", "x")) == RoutingKey.TRANSCRIPT_READY
     bound = {q.service: q.binds for q in SERVICE_QUEUES}
-    assert RoutingKey.INBOUND_OPERATOR not in bound["debounce"], "operators are recorded, never answered"
+    assert RoutingKey.INBOUND_OPERATOR in bound["debounce"], "an operator message pauses the bot"
+    assert RoutingKey.INBOUND_OPERATOR not in bound["llm"] + bound["transcribe"], (
+        "operators are never answered"
+    )
     assert "inbound.*" in bound["persist"], "persist keeps a copy of everything inbound"
     assert RoutingKey.TRANSCRIPT_READY in bound["debounce"]
 

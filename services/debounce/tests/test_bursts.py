@@ -217,7 +217,9 @@ async def test_expired_counter_restarts_above_the_answered_watermark(
     assert await store.add_message(text_message("A", "voltei")) == 42
 
 
-async def test_flush_continues_the_trace_of_the_first_message(store: DebounceStore) -> None:
+async def test_flush_continues_the_trace_of_the_first_message(
+    store: DebounceStore, redis: Redis, settings: DebounceSettings
+) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -225,11 +227,12 @@ async def test_flush_continues_the_trace_of_the_first_message(store: DebounceSto
 
     exporter = InMemorySpanExporter()
     setup_tracing("debounce-test", processor=SimpleSpanProcessor(exporter))
-    with tracer("test").start_as_current_span("webhook") as webhook:
-        from papo_debounce.handlers import handle
+    from papo_debounce.handlers import Debouncer
 
-        await handle(text_message("A", "oi"), store)
-    await handle(text_message("B", "tudo bem?", seconds=1), store)  # another trace, or none
+    debouncer = Debouncer(store, redis, settings)
+    with tracer("test").start_as_current_span("webhook") as webhook:
+        await debouncer.handle(text_message("A", "oi"))
+    await debouncer.handle(text_message("B", "tudo bem?", seconds=1))  # another trace, or none
     await asyncio.sleep(0.5)
     flusher, _ = flusher_for(store)
     assert await flusher.flush_due() == 1

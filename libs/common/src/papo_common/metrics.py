@@ -24,6 +24,12 @@ DEBOUNCE_BURST_MESSAGES = Histogram(
     buckets=(1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50),
     registry=REGISTRY,
 )
+DEBOUNCE_SKIPPED = Counter(
+    "papo_debounce_skipped",
+    "Inbound messages recorded but not answered, by reason (paused, stale, operator).",
+    ["reason"],
+    registry=REGISTRY,
+)
 DEBOUNCE_WAIT_SECONDS = Histogram(
     "papo_debounce_wait_seconds",
     "Seconds from a burst's first message to its flush.",
@@ -95,6 +101,7 @@ METRIC_NAMES: tuple[str, ...] = tuple(
             for metric in (
                 WEBHOOKS,
                 DEBOUNCE_BURST_MESSAGES,
+                DEBOUNCE_SKIPPED,
                 DEBOUNCE_WAIT_SECONDS,
                 TRANSCRIPTION_SECONDS,
                 TRANSCRIPTION_AUDIO_SECONDS,

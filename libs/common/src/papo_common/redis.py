@@ -42,6 +42,16 @@ class ConversationKeys:
     def answered_seq(self) -> str:
         return f"{self._base}:answered-seq"
 
+    @property
+    def paused(self) -> str:
+        """Present while the bot is paused for this conversation (a human took over); expires by itself."""
+        return f"{self._base}:paused"
+
+    @property
+    def pattern(self) -> str:
+        """Matches every key of this conversation (for erasure)."""
+        return f"{self._base}:*"
+
     def scoped(self, suffix: str) -> str:
         """A service-private key of this conversation."""
         return f"{self._base}:{suffix}"

@@ -77,7 +77,14 @@ class ServiceQueue:
 
 
 DEBOUNCE: Final = ServiceQueue(
-    "debounce", binds=(RoutingKey.INBOUND_TEXT, RoutingKey.INBOUND_AUDIO, RoutingKey.TRANSCRIPT_READY)
+    "debounce",
+    # operator messages pause the bot for their conversation and drop its pending burst
+    binds=(
+        RoutingKey.INBOUND_TEXT,
+        RoutingKey.INBOUND_AUDIO,
+        RoutingKey.INBOUND_OPERATOR,
+        RoutingKey.TRANSCRIPT_READY,
+    ),
 )
 TRANSCRIBE: Final = ServiceQueue("transcribe", binds=(RoutingKey.INBOUND_AUDIO,), delivery_limit=3)
 LLM: Final = ServiceQueue("llm", binds=(RoutingKey.BURST_READY,))

@@ -6,11 +6,12 @@ from faststream.asgi import AsgiFastStream
 
 from papo_common.broker import publish, subscribe
 from papo_common.contracts import Burst
+from papo_common.control import paused_reason
 from papo_common.redis import make_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DEBOUNCE
 from papo_debounce.flusher import Flusher
-from papo_debounce.handlers import DebounceInput, handle
+from papo_debounce.handlers import DebounceInput, Debouncer
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
 
@@ -24,24 +25,30 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     async def publish_burst(burst: Burst) -> None:
         await publish(broker, burst)
 
-    flusher = Flusher(store, publish_burst, poll_interval=settings.debounce_poll_interval_ms / 1000)
+    flusher = Flusher(
+        store,
+        publish_burst,
+        poll_interval=settings.debounce_poll_interval_ms / 1000,
+        is_paused=lambda conversation: paused_reason(redis, settings.redis_key_prefix, conversation),
+    )
+    debouncer = Debouncer(store, redis, settings)
 
     @subscribe(broker, DEBOUNCE)
     async def on_message(message: DebounceInput) -> None:
-        await handle(message, store)
+        await debouncer.handle(message)
 
     async def start_flusher() -> None:
         flusher.start()
 
-    async def stop() -> None:
+    async def stop_flusher() -> None:
         await flusher.stop()
-        await redis.aclose()
 
     return consumer_app(
         broker,
         checks={"redis": redis.ping},
         after_startup=[start_flusher],
-        on_shutdown=[stop],
+        on_shutdown=[stop_flusher],
+        after_shutdown=[redis.aclose],
     )
 
 

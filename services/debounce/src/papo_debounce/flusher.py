@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from opentelemetry.propagate import extract
 
-from papo_common.contracts import Burst
+from papo_common.contracts import Burst, ConversationRef
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
 from papo_common.telemetry import tracer
 from papo_debounce.burst import build_burst
@@ -24,15 +24,29 @@ from papo_debounce.store import DebounceStore, conversation_of
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[Burst], Awaitable[None]]
+IsPaused = Callable[[ConversationRef], Awaitable[str | None]]
+
+
+async def _never_paused(conversation: ConversationRef) -> None:
+    return None
+
 
 _MAX_CONCURRENT_FLUSHES = 16
 _MAX_ERROR_BACKOFF_SECONDS = 5.0
 
 
 class Flusher:
-    def __init__(self, store: DebounceStore, publish: Publish, *, poll_interval: float) -> None:
+    def __init__(
+        self,
+        store: DebounceStore,
+        publish: Publish,
+        *,
+        poll_interval: float,
+        is_paused: IsPaused = _never_paused,
+    ) -> None:
         self._store = store
         self._publish = publish
+        self._is_paused = is_paused
         self._poll_interval = poll_interval
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_FLUSHES)
@@ -70,6 +84,11 @@ class Flusher:
             await self._store.complete(conversation, [])
             return False
         burst = build_burst(flushing)
+        if await self._is_paused(conversation):
+            # paused after the burst was cut (an admin, or a takeover racing the flush): a human answers it
+            await self._store.complete(conversation, [item.message_id for item in burst.items])
+            logger.info("burst dropped: the bot is paused", extra={"burst_id": burst.burst_id})
+            return False
         parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
         with tracer(__name__).start_as_current_span("papo.debounce.flush", context=parent) as span:
             span.set_attribute("papo.burst_id", burst.burst_id)

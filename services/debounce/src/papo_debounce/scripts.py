@@ -147,3 +147,17 @@ for i = 2, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
+
+DROP_BURST = """
+-- KEYS: items meta pending due inbound_seq answered_seq   ARGV: member state_ttl
+-- A human took over: forget the burst being collected, and move the inbound counter on so that a reply
+-- already being generated is superseded instead of sent.
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('SET', KEYS[5], redis.call('GET', KEYS[6]) or 0)
+end
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+return 1
+"""

@@ -20,6 +20,13 @@ class DebounceSettings(PapoSettings):
     debounce_seen_ttl_seconds: int = Field(default=172_800, ge=60)
     """How long a message id is remembered, so a redelivered message never joins a second burst."""
 
+    takeover_pause_seconds: float = Field(default=1800.0, gt=0)
+    """An operator message from the business phone pauses the bot for its conversation this long (renewed by
+    each operator message)."""
+    stale_message_seconds: float = Field(default=3600.0, gt=0)
+    """A message older than this when it arrives (an instance reconnecting after hours) is recorded but not
+    answered."""
+
     @model_validator(mode="after")
     def _window_fits_cap(self) -> DebounceSettings:
         if self.debounce_max_wait_seconds < self.debounce_seconds:

@@ -76,6 +76,7 @@ class DebounceStore:
         self._claim = redis.register_script(scripts.CLAIM)
         self._reclaim = redis.register_script(scripts.RECLAIM)
         self._complete = redis.register_script(scripts.COMPLETE)
+        self._drop = redis.register_script(scripts.DROP_BURST)
 
     def _keys(self, conversation: ConversationRef) -> _Keys:
         return _Keys(self._prefix, conversation)
@@ -111,6 +112,23 @@ class DebounceStore:
             ],
         )
         return int(seq) if added else None
+
+    async def remember(self, message: InboundMessage) -> bool:
+        """Mark a message as seen without buffering it (it will never be answered); False if seen before."""
+        k = self._keys(message.conversation)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(k.seen, message.message_id)
+            pipe.expire(k.seen, self._settings.debounce_seen_ttl_seconds)
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    async def drop_burst(self, conversation: ConversationRef) -> None:
+        """Forget the burst being collected for a conversation (a human took over)."""
+        k = self._keys(conversation)
+        await self._drop(
+            keys=[k.items, k.meta, k.pending, self.due_key, k.inbound_seq, k.answered_seq],
+            args=[member_of(conversation), self._settings.debounce_seen_ttl_seconds],
+        )
 
     async def add_transcript(self, transcript: Transcript) -> bool:
         """Record a transcript; True when it completed a voice note its burst was waiting for."""
