@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements-dev.txt libs/*/pyproject.toml services/*/p
 	# CPU build of torch from the local wheel cache; pin it first so nothing pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q $(EDITABLES) -r requirements-dev.txt
-	bash scripts/install-tools.sh
+	bash scripts/install-tools.sh --with-promtool
 	touch $@
 
 infra:
