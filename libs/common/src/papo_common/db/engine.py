@@ -8,7 +8,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """An asyncpg engine that checks connections before use, so a PostgreSQL restart costs one error at most."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # hide_parameters: error messages would otherwise quote bound parameters, i.e. people's messages
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

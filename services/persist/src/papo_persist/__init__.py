@@ -1,0 +1,1 @@
+"""persist: writes every message, transcript, reply and delivery papo sees to PostgreSQL, in batches."""

@@ -1,0 +1,513 @@
+"""persist over the real RabbitMQ and PostgreSQL: contracts published to the `papo` exchange become rows, once,
+in few transactions, whatever order they arrive in; a row that can never be written is dead-lettered alone;
+while PostgreSQL is away nothing is acknowledged, and nothing is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+
+from papo_common.broker import make_broker, publish
+from papo_common.contracts import (
+    AudioAttachment,
+    Contract,
+    ConversationRef,
+    InboundMessage,
+    Reply,
+    ReplySent,
+    Transcript,
+)
+from papo_common.db.migrate import upgrade
+from papo_common.metrics import REGISTRY
+from papo_common.topology import DEBOUNCE, DELIVER, EXCHANGE, PERSIST, TRANSCRIBE, declare_topology
+from papo_persist.app import create_app
+from papo_persist.batcher import Batcher
+from papo_persist.settings import PersistSettings
+from papo_testing import infra
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CLOSED_PORT_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def persist_settings(rabbitmq_url: str, database_url: str, **overrides: Any) -> PersistSettings:
+    fields: dict[str, Any] = {"log_format": "text", "persist_outage_retry_s": 0.3}
+    return PersistSettings(rabbitmq_url=rabbitmq_url, database_url=database_url, **(fields | overrides))
+
+
+@asynccontextmanager
+async def running(settings: PersistSettings) -> AsyncIterator[Batcher[Any]]:
+    """persist, started as its container starts it; yields its batcher to read its counters."""
+    app = create_app(settings)
+    async with app:
+        yield app.context.get("persist_batcher")
+
+
+@asynccontextmanager
+async def publisher(rabbitmq_url: str) -> AsyncIterator[Callable[[Iterable[Contract]], Awaitable[None]]]:
+    broker = make_broker(persist_settings(rabbitmq_url, CLOSED_PORT_URL))
+    async with broker:
+        await declare_topology(broker)
+
+        async def publish_all(messages: Iterable[Contract]) -> None:
+            await asyncio.gather(*(publish(broker, message) for message in messages))
+
+        yield publish_all
+
+
+async def queue_depth(rabbitmq_url: str, queue: str) -> int:
+    """Messages ready in `queue` (not counting those delivered and not yet acknowledged)."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def drain(rabbitmq_url: str, queue: str) -> list[bytes]:
+    """Take every ready message out of `queue`."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    bodies = []
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        while (message := await declared.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+    return bodies
+
+
+async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return await connection.fetch(sql, *args)
+    finally:
+        await connection.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def until_committed(batcher: Batcher[Any], items: int) -> None:
+    async def committed() -> bool:
+        return batcher.stats.items >= items
+
+    await eventually(committed)
+
+
+def persisted(kind: str) -> float:
+    return REGISTRY.get_sample_value("papo_persisted_rows_total", {"kind": kind}) or 0.0
+
+
+def messages_of(database_url: str, instance: str) -> Awaitable[list[asyncpg.Record]]:
+    return query(
+        database_url, "SELECT xmin::text AS tx, * FROM messages WHERE instance = $1 ORDER BY id", instance
+    )
+
+
+# --- contracts -----------------------------------------------------------------------------------------------
+
+
+def conversation(instance: str, user: int = 1) -> ConversationRef:
+    return ConversationRef(instance=instance, user_id=f"55119{user:08d}@s.whatsapp.net")
+
+
+def text_message(ref: ConversationRef, message_id: str, seconds: int = 0, **overrides: Any) -> InboundMessage:
+    fields: dict[str, Any] = {
+        "conversation": ref,
+        "message_id": message_id,
+        "chat_id": ref.user_id,
+        "push_name": "Ana",
+        "kind": "text",
+        "text": f"mensagem {message_id}",
+        "sent_at": NOW + timedelta(seconds=seconds),
+        "received_at": NOW + timedelta(seconds=seconds + 1),
+    }
+    return InboundMessage.model_validate(fields | overrides)
+
+
+def voice_note(ref: ConversationRef, message_id: str) -> InboundMessage:
+    return text_message(ref, message_id, kind="audio", text=None, audio=AudioAttachment(base64="T2dnUw=="))
+
+
+def transcript(ref: ConversationRef, message_id: str, text: str | None = "quero um bolo") -> Transcript:
+    return Transcript(
+        conversation=ref, message_id=message_id, sent_at=NOW, text=text, failure=None if text else "timeout"
+    )
+
+
+def reply(ref: ConversationRef, reply_id: str) -> Reply:
+    return Reply(
+        reply_id=reply_id,
+        burst_id=f"{ref.key}:1",
+        conversation=ref,
+        chat_id=ref.user_id,
+        text="Claro! De que sabor?",
+        in_reply_to=("T1", "A1"),
+        model="gpt-4o-mini",
+        created_at=NOW + timedelta(seconds=30),
+    )
+
+
+def reply_sent(ref: ConversationRef, reply_id: str) -> ReplySent:
+    return ReplySent(
+        reply_id=reply_id,
+        conversation=ref,
+        whatsapp_message_ids=("3EB0AA",),
+        sent_at=NOW + timedelta(seconds=35),
+    )
+
+
+# --- fixtures ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def instance() -> str:
+    return f"it-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(rabbitmq_url: str, database_url: str) -> PersistSettings:
+    return persist_settings(rabbitmq_url, database_url)
+
+
+@pytest.fixture(autouse=True)
+async def leave_no_messages_behind(rabbitmq_url: str) -> AsyncIterator[None]:
+    """Every publish also reaches the other services' queues of this session's virtual host; empty them so a
+    later test of another service does not find this test's messages."""
+    yield
+    for service_queue in (PERSIST, DEBOUNCE, TRANSCRIBE, DELIVER):
+        for name in (service_queue.name, service_queue.dead_letter_name):
+            await drain(rabbitmq_url, name)
+
+
+# --- what lands where ----------------------------------------------------------------------------------------
+
+
+async def test_each_contract_lands_as_its_row(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    contracts = [
+        text_message(ref, "T1"),
+        text_message(ref, "O1", seconds=5, from_me=True, push_name=None, text="Bom dia, aqui é a loja"),
+        voice_note(ref, "A1"),
+        transcript(ref, "A1"),
+        reply(ref, "R1"),
+        reply_sent(ref, "R1"),
+    ]
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        for contract in contracts:  # one by one: this test is about rows, not about arrival order
+            await publish_all([contract])
+            await until_committed(batcher, contracts.index(contract) + 1)
+
+    rows = {row["external_id"]: row for row in await messages_of(database_url, instance)}
+    assert set(rows) == {"T1", "O1", "A1", "R1"}
+    assert (rows["T1"]["role"], rows["T1"]["kind"], rows["T1"]["text"]) == ("user", "text", "mensagem T1")
+    assert rows["T1"]["received_at"] == NOW + timedelta(seconds=1)
+    assert (rows["O1"]["role"], rows["O1"]["text"]) == ("operator", "Bom dia, aqui é a loja")
+    assert (rows["A1"]["role"], rows["A1"]["kind"], rows["A1"]["text"]) == ("user", "audio", "quero um bolo")
+    assert rows["A1"]["transcription_failure"] is None
+    r1 = rows["R1"]
+    assert (r1["role"], r1["text"], r1["model"]) == ("assistant", "Claro! De que sabor?", "gpt-4o-mini")
+    assert (r1["burst_id"], r1["in_reply_to"]) == (f"{ref.key}:1", ["T1", "A1"])
+    assert (r1["whatsapp_ids"], r1["delivered_at"]) == (["3EB0AA"], NOW + timedelta(seconds=35))
+    assert r1["sent_at"] == NOW + timedelta(seconds=30)
+    assert len({row["conversation_id"] for row in rows.values()}) == 1
+
+    [conv] = await query(database_url, "SELECT * FROM conversations WHERE instance = $1", instance)
+    assert (conv["user_id"], conv["chat_id"], conv["push_name"]) == (ref.user_id, ref.user_id, "Ana")
+    assert conv["last_message_at"] == NOW + timedelta(seconds=30)
+
+
+async def test_redelivered_messages_write_nothing_twice(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    contracts = [
+        text_message(ref, "T1"),
+        voice_note(ref, "A1"),
+        transcript(ref, "A1"),
+        reply(ref, "R1"),
+        reply_sent(ref, "R1"),
+    ]
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+        await until_committed(batcher, len(contracts))
+        first_rows = await messages_of(database_url, instance)
+        first_conversations = await query(
+            database_url, "SELECT xmin::text, * FROM conversations WHERE instance = $1", instance
+        )
+        written_before = sum(persisted(kind) for kind in ("inbound", "transcript", "reply", "delivery"))
+
+        await publish_all(contracts)
+        await until_committed(batcher, 2 * len(contracts))
+
+    assert await messages_of(database_url, instance) == first_rows, "same rows, same transactions (xmin)"
+    assert await query(
+        database_url, "SELECT xmin::text, * FROM conversations WHERE instance = $1", instance
+    ) == (first_conversations)
+    assert sum(persisted(kind) for kind in ("inbound", "transcript", "reply", "delivery")) == written_before
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+
+async def test_a_transcript_before_its_voice_note_keeps_its_text_when_the_note_arrives(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await publish_all([transcript(ref, "A1")])
+        await until_committed(batcher, 1)
+        [early] = await messages_of(database_url, instance)
+        assert (early["text"], early["received_at"]) == ("quero um bolo", None)
+
+        await publish_all([voice_note(ref, "A1")])
+        await until_committed(batcher, 2)
+
+    [row] = await messages_of(database_url, instance)
+    assert (row["role"], row["kind"], row["text"]) == ("user", "audio", "quero um bolo")
+    assert row["received_at"] == NOW + timedelta(seconds=1)
+    [conv] = await query(database_url, "SELECT * FROM conversations WHERE instance = $1", instance)
+    assert (conv["push_name"], conv["last_message_at"]) == ("Ana", NOW)
+
+
+async def test_a_failed_transcript_before_its_voice_note_is_recorded_as_a_failure(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await publish_all([transcript(ref, "A1", text=None)])
+        await until_committed(batcher, 1)
+        await publish_all([voice_note(ref, "A1")])
+        await until_committed(batcher, 2)
+
+    [row] = await messages_of(database_url, instance)
+    assert (row["text"], row["transcription_failure"]) == (None, "timeout")
+    assert row["received_at"] is not None
+
+
+async def test_a_delivery_before_its_reply_is_kept_when_the_reply_arrives(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await publish_all([reply_sent(ref, "R1")])
+        await until_committed(batcher, 1)
+        [early] = await messages_of(database_url, instance)
+        assert (early["role"], early["text"], early["whatsapp_ids"]) == ("assistant", None, ["3EB0AA"])
+
+        await publish_all([reply(ref, "R1")])
+        await until_committed(batcher, 2)
+
+    [row] = await messages_of(database_url, instance)
+    assert (row["text"], row["model"], row["whatsapp_ids"]) == (
+        "Claro! De que sabor?",
+        "gpt-4o-mini",
+        ["3EB0AA"],
+    )
+    assert (row["sent_at"], row["delivered_at"]) == (NOW + timedelta(seconds=30), NOW + timedelta(seconds=35))
+
+
+# --- batching and concurrency --------------------------------------------------------------------------------
+
+
+async def test_200_messages_published_at_once_are_written_in_few_transactions_and_all_acked(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    contracts = [text_message(conversation(instance, i % 10), f"M{i}", seconds=i) for i in range(200)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 200
+
+    async with running(settings) as batcher:
+        await until_committed(batcher, 200)
+        assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+    rows = await messages_of(database_url, instance)
+    transactions = {row["tx"] for row in rows}
+    assert len(rows) == 200
+    # 3 on an idle 2-CPU machine; the bound leaves room for a loaded one, where fewer deliveries make it
+    # through the middlewares within one 50 ms window
+    assert batcher.stats.batches <= 10
+    assert len(transactions) == batcher.stats.batches, "each transaction stamps its rows with its own xmin"
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0, "nothing came back unacknowledged at stop"
+
+
+async def test_two_replicas_writing_the_same_conversations_at_once_write_each_row_once(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    contracts = [text_message(conversation(instance, i % 3), f"M{i}", seconds=i) for i in range(300)]
+    async with (
+        running(settings) as first,
+        running(settings) as second,
+        publisher(rabbitmq_url) as publish_all,
+    ):
+        await asyncio.gather(publish_all(contracts), publish_all(reversed(contracts)))
+
+        async def all_committed() -> bool:
+            return first.stats.items + second.stats.items >= 600
+
+        await eventually(all_committed)
+
+    assert len(await messages_of(database_url, instance)) == 300
+    conversations = await query(
+        database_url, "SELECT user_id, last_message_at FROM conversations WHERE instance = $1", instance
+    )
+    last = {row["user_id"]: row["last_message_at"] for row in conversations}
+    assert last == {conversation(instance, u).user_id: NOW + timedelta(seconds=297 + u) for u in range(3)}
+    assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
+
+
+async def test_stopping_persist_while_a_batch_gathers_writes_it_before_letting_go(
+    rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    settings = persist_settings(rabbitmq_url, database_url, persist_batch_wait_ms=1500)
+    contracts = [text_message(conversation(instance), f"M{i}", seconds=i) for i in range(50)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+
+    async with running(settings) as batcher:
+
+        async def all_delivered() -> bool:
+            return await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+        await eventually(all_delivered)
+        assert batcher.stats.items == 0, "the batch is still gathering when the stop begins"
+
+    assert batcher.stats.items == 50, (
+        "the broker's graceful stop waited for the handlers, and so for the batch"
+    )
+    assert len(await messages_of(database_url, instance)) == 50
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+
+# --- failures ------------------------------------------------------------------------------------------------
+
+
+async def test_a_message_that_can_never_be_written_is_dead_lettered_and_its_batch_is_still_written(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    good = [text_message(conversation(instance), f"M{i}", seconds=i) for i in range(20)]
+    too_long_instance = conversation("x" * 200)  # conversations.instance is varchar(128)
+    bad = text_message(too_long_instance, "BAD")
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all([*good[:10], bad, *good[10:]])
+
+    async with running(settings) as batcher:
+        await until_committed(batcher, 20)
+
+        async def dead_lettered() -> bool:
+            return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 1
+
+        await eventually(dead_lettered)
+        assert batcher.stats.fallbacks >= 1
+
+    assert len(await messages_of(database_url, instance)) == 20
+    [body] = await drain(rabbitmq_url, PERSIST.dead_letter_name)
+    assert InboundMessage.model_validate_json(body) == bad
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+
+async def test_a_body_that_is_no_contract_of_persist_is_dead_lettered_at_once(
+    settings: PersistSettings, rabbitmq_url: str
+) -> None:
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with running(settings), connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE.name)
+        body = b'{"type": "inbound_message", "version": 1, "message_id": "M1"}'
+        await exchange.publish(
+            aio_pika.Message(body, content_type="application/json"), routing_key="inbound.text"
+        )
+
+        async def dead_lettered() -> bool:
+            return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 1
+
+        await eventually(dead_lettered)
+
+    assert await drain(rabbitmq_url, PERSIST.dead_letter_name) == [body]
+
+
+async def test_while_postgres_is_unreachable_nothing_is_acked_and_nothing_is_dropped(
+    rabbitmq_url: str, instance: str
+) -> None:
+    settings = persist_settings(rabbitmq_url, CLOSED_PORT_URL)
+    contracts = [text_message(conversation(instance), f"M{i}") for i in range(3)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+
+    async with running(settings) as batcher:
+        await asyncio.sleep(1.0)
+        assert batcher.stats.items == 0
+        # each attempt rides out the outage for a while, then nacks; the queue's delivery limit ends the loop
+        # in the dead-letter queue, where the messages wait to be replayed
+
+        async def parked() -> bool:
+            return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 3
+
+        await eventually(parked, timeout=30)
+
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+    parked_bodies = await drain(rabbitmq_url, PERSIST.dead_letter_name)
+    assert sorted(InboundMessage.model_validate_json(b).message_id for b in parked_bodies) == [
+        "M0",
+        "M1",
+        "M2",
+    ]
+
+
+async def test_messages_held_during_an_outage_are_written_when_postgres_comes_back(
+    rabbitmq_url: str, instance: str
+) -> None:
+    name = f"papo_test_{uuid.uuid4().hex[:10]}"
+    base = infra.POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    settings = persist_settings(rabbitmq_url, url, persist_outage_retry_s=60)
+    contracts = [text_message(conversation(instance), f"M{i}") for i in range(3)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+
+    try:
+        async with running(settings) as batcher:
+            await asyncio.sleep(1.0)  # the database does not exist yet: the batch waits, unacknowledged
+            assert batcher.stats.items == 0
+            assert await queue_depth(rabbitmq_url, PERSIST.name) == 0, "held by the consumer, not requeued"
+
+            await query(infra.POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"')
+            await asyncio.to_thread(upgrade, url)
+            await until_committed(batcher, 3)
+
+        assert len(await messages_of(url, instance)) == 3
+        assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
+    finally:
+        await query(infra.POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(("reachable", "status"), [(True, 200), (False, 503)])
+async def test_readiness_follows_postgres(
+    rabbitmq_url: str, database_url: str, reachable: bool, status: int
+) -> None:
+    app = create_app(persist_settings(rabbitmq_url, database_url if reachable else CLOSED_PORT_URL))
+    async with (
+        app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://persist") as client,
+    ):
+        response = await client.get("/readyz")
+
+    assert response.status_code == status
+    assert (response.json()["checks"]["postgres"] == "ok") is reachable
