@@ -1,0 +1,26 @@
+"""JSON answers for errors raised outside the webhook's own outcomes. Never a stack trace on the wire."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from opentelemetry import trace
+
+logger = logging.getLogger(__name__)
+
+
+def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, str]]:
+    """401 from the guard, 404/405 for unknown routes, and any other deliberate HTTP error."""
+    status = "unauthorized" if error.status_code == 401 else "error"
+    return Response({"status": status, "detail": str(error.detail)}, status_code=error.status_code)
+
+
+def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, str]]:
+    """A bug: logged with its trace id and traceback, answered 500 with only the trace id. Evolution retries
+    a 500, so the message is not lost once the bug is fixed within its retry window."""
+    trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=error)
+    return Response({"status": "error", "detail": "internal error", "trace_id": trace_id}, status_code=500)

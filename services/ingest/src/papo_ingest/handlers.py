@@ -1,0 +1,90 @@
+"""The webhook endpoint: authenticate, read and decode the body, hand it to the intake, answer.
+
+Status codes follow what Evolution does with them: 2xx ends the delivery, 400/401/403/404/422 stop its
+retries, anything else (503 here) is retried with backoff for about 20 minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath
+
+from papo_common.metrics import WEBHOOKS
+from papo_ingest.auth import WebhookAuthenticator
+from papo_ingest.intake import Intake, Outcome
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+_REJECTION_STATUS = {"bad_json": 400, "too_large": 413}
+_STATUS_CODES = {"accepted": 200, "duplicate": 200, "ignored": 200, "unavailable": 503}
+
+
+async def require_webhook_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of the webhook routes: 401 unless the request carries the token or a JWT signed with it."""
+    authenticator: WebhookAuthenticator = connection.app.state.authenticator
+    failure = authenticator.check(connection.headers)
+    if failure is not None:
+        WEBHOOKS.labels(outcome="unauthorized", reason=failure.reason).inc()
+        logger.warning("webhook refused", extra={"reason": failure.reason, "client": _client(connection)})
+        raise NotAuthorizedException(detail=failure.detail)
+
+
+@post("/webhook/evolution", guards=[require_webhook_token], status_code=200)
+async def evolution_webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """Evolution's webhook in its default mode: every event posted to one URL."""
+    return await _receive(request, state.intake, path_event=None)
+
+
+@post("/webhook/evolution/{event:str}", guards=[require_webhook_token], status_code=200)
+async def evolution_webhook_by_event(
+    request: Request[Any, Any, Any], state: State, event: FromPath[str]
+) -> Response[Any]:
+    """Evolution's "webhook by events" mode: the event, kebab-cased, is the last path segment."""
+    return await _receive(request, state.intake, path_event=event)
+
+
+async def _receive(
+    request: Request[Any, Any, Any], intake: Intake, *, path_event: str | None
+) -> Response[Any]:
+    try:
+        raw = await request.body()
+    except RequestEntityTooLarge:
+        return answer(Outcome("rejected", "too_large", "the body exceeds PAPO_INGEST_MAX_BODY_BYTES"))
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return answer(Outcome("rejected", "bad_json", "the body is not valid JSON"))
+    return answer(await intake.receive(body, path_event=path_event))
+
+
+def answer(outcome: Outcome) -> Response[Any]:
+    """The HTTP answer to an outcome, counted in `papo_webhooks`."""
+    WEBHOOKS.labels(outcome=outcome.status, reason=outcome.reason).inc()
+    content: dict[str, str] = {"status": outcome.status}
+    if outcome.reason:
+        content["reason"] = outcome.reason
+    if outcome.detail:
+        content["detail"] = outcome.detail
+    headers = {}
+    if outcome.status == "unavailable":
+        headers["retry-after"] = RETRY_AFTER_SECONDS
+    if outcome.status in ("rejected", "unavailable"):
+        logger.warning(
+            "webhook %s", outcome.status, extra={"reason": outcome.reason, "detail": outcome.detail}
+        )
+    status_code = _STATUS_CODES.get(outcome.status) or _REJECTION_STATUS.get(outcome.reason, 422)
+    return Response(content, status_code=status_code, headers=headers)
+
+
+def _client(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return connection.client.host if connection.client else "unknown"

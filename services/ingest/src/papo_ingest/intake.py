@@ -1,0 +1,127 @@
+"""One webhook's way through ingest: parse, claim the message id, publish with confirm, remember it.
+
+No web framework here: the HTTP layer turns an `Outcome` into a status code. A message is acknowledged to
+Evolution ("accepted") only after the broker confirmed it; anything that could lose it answers
+"unavailable" instead, which Evolution retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from redis.exceptions import RedisError
+
+from papo_common.contracts import InboundMessage, utcnow
+from papo_ingest.dedupe import ClaimOutcome, SeenMessages, new_claim_token
+from papo_ingest.evolution import Ignored, IntakePolicy, MalformedWebhook, parse_webhook
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["accepted", "duplicate", "ignored", "rejected", "unavailable"]
+Publisher = Callable[[InboundMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one webhook. `reason` is a short fixed code (a metric label)."""
+
+    status: Status
+    reason: str = ""
+    detail: str = ""
+
+
+ACCEPTED = Outcome("accepted")
+DUPLICATE = Outcome("duplicate")
+
+
+class Intake:
+    """Turns webhook bodies into confirmed, deduplicated publishes."""
+
+    def __init__(
+        self,
+        *,
+        publish: Publisher,
+        seen: SeenMessages,
+        policy: IntakePolicy,
+        publish_timeout_seconds: float,
+        broker_ready: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._publish = publish
+        self._seen = seen
+        self._policy = policy
+        self._timeout = publish_timeout_seconds
+        self._broker_ready = broker_ready
+        self._clock = clock
+
+    async def receive(self, body: Any, *, path_event: str | None = None) -> Outcome:
+        """Handle one decoded webhook body."""
+        try:
+            parsed = parse_webhook(
+                body, received_at=self._clock(), policy=self._policy, path_event=path_event
+            )
+        except MalformedWebhook as error:
+            return Outcome("rejected", error.reason, error.detail)
+        if isinstance(parsed, Ignored):
+            return Outcome("ignored", parsed.reason, parsed.detail)
+        if not self._broker_ready():
+            return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
+        return await self._publish_once(parsed)
+
+    async def _publish_once(self, message: InboundMessage) -> Outcome:
+        key = self._seen.key(message.conversation.instance, message.message_id)
+        token = new_claim_token()
+        try:
+            claim = await self._seen.claim(key, token, wait_seconds=self._timeout)
+        except (RedisError, OSError) as error:
+            logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
+            return Outcome("unavailable", "redis", "Redis is unavailable")
+        if claim is ClaimOutcome.DUPLICATE:
+            return DUPLICATE
+        if claim is ClaimOutcome.IN_FLIGHT:
+            return Outcome(
+                "unavailable", "in_flight", "the same message is being published by another request"
+            )
+        try:
+            await asyncio.wait_for(self._publish(message), self._timeout)
+        except BaseException as error:
+            await self._release(key, token)
+            if not isinstance(error, Exception):
+                raise
+            logger.warning(
+                "publish failed, asking for a retry",
+                extra={"message_id": message.message_id, "error": _describe(error)},
+            )
+            return Outcome("unavailable", "rabbitmq", "RabbitMQ did not confirm the message")
+        try:
+            await self._seen.confirm(key)
+        except (RedisError, OSError) as error:
+            # The message is safely on the broker; its claim expires on its own, and a later duplicate would
+            # be published again and deduplicated downstream by its message id.
+            logger.warning("published but not remembered", extra={"error": _describe(error)})
+        logger.info(
+            "published inbound message",
+            extra={
+                "instance": message.conversation.instance,
+                "message_id": message.message_id,
+                "kind": message.kind,
+                "from_me": message.from_me,
+            },
+        )
+        return ACCEPTED
+
+    async def _release(self, key: str, token: bytes) -> None:
+        try:
+            await self._seen.release(key, token)
+        except (RedisError, OSError) as error:
+            # The claim expires after its short TTL, so Evolution's later retries still get through.
+            logger.warning("could not release a claim", extra={"error": _describe(error)})
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]

@@ -1,0 +1,177 @@
+"""The intake's publish-once logic with a fake publisher and the real Redis: concurrent duplicates publish
+once, a failed publish leaves no mark, a dead Redis asks for a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from papo_common.contracts import InboundMessage
+from papo_common.redis import make_redis
+from papo_ingest.dedupe import PUBLISHED, SeenMessages
+from papo_ingest.evolution import IntakePolicy
+from papo_ingest.intake import ACCEPTED, DUPLICATE, Intake, Outcome
+
+from .fixtures import fixture
+
+REDIS_URL = os.environ.get("PAPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class FakeBroker:
+    """Records publishes; can be told to fail or to be slow."""
+
+    def __init__(self) -> None:
+        self.published: list[InboundMessage] = []
+        self.failures = 0
+        self.delay = 0.0
+
+    async def publish(self, message: InboundMessage) -> None:
+        await asyncio.sleep(self.delay)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker said no")
+        self.published.append(message)
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = make_redis(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"papo-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def cleanup(redis: Redis, prefix: str) -> AsyncIterator[None]:
+    yield
+    async for key in redis.scan_iter(match=f"{prefix}:*"):
+        await redis.delete(key)
+
+
+def make_intake(redis: Redis, prefix: str, broker: FakeBroker, **overrides: Any) -> Intake:
+    seen = SeenMessages(
+        redis, prefix, published_ttl_seconds=3600, claim_ttl_seconds=overrides.pop("claim_ttl", 30)
+    )
+    return Intake(
+        publish=broker.publish,
+        seen=seen,
+        policy=IntakePolicy(),
+        publish_timeout_seconds=overrides.pop("timeout", 2.0),
+        **overrides,
+    )
+
+
+pytestmark = pytest.mark.usefixtures("cleanup")
+
+
+async def test_accepted_then_duplicate(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    intake = make_intake(redis, prefix, broker)
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    assert await intake.receive(fixture("text_conversation")) == DUPLICATE
+    assert len(broker.published) == 1
+    key = f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F"
+    assert await redis.get(key) == PUBLISHED
+    assert 3500 < await redis.ttl(key) <= 3600
+
+
+async def test_same_id_on_another_instance_is_another_message(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    intake = make_intake(redis, prefix, broker)
+    other = fixture("text_conversation")
+    other["instance"] = "loja-norte"
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    assert await intake.receive(other) == ACCEPTED
+
+
+async def test_concurrent_identical_posts_publish_once(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    broker.delay = 0.05
+    intake = make_intake(redis, prefix, broker)
+    outcomes = await asyncio.gather(*(intake.receive(fixture("text_conversation")) for _ in range(20)))
+    assert outcomes.count(ACCEPTED) == 1
+    assert outcomes.count(DUPLICATE) == 19
+    assert len(broker.published) == 1
+
+
+async def test_a_failed_publish_leaves_no_mark(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    broker.failures = 1
+    intake = make_intake(redis, prefix, broker)
+    assert await intake.receive(fixture("text_conversation")) == Outcome(
+        "unavailable", "rabbitmq", "RabbitMQ did not confirm the message"
+    )
+    assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    assert len(broker.published) == 1
+
+
+async def test_a_waiting_duplicate_takes_over_when_the_first_publish_fails(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    broker.failures = 1
+    broker.delay = 0.05
+    intake = make_intake(redis, prefix, broker)
+    first, second = await asyncio.gather(
+        intake.receive(fixture("text_conversation")), intake.receive(fixture("text_conversation"))
+    )
+    assert sorted([first.status, second.status]) == ["accepted", "unavailable"]
+    assert len(broker.published) == 1
+
+
+async def test_a_publish_that_never_confirms_times_out_and_is_released(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    broker.delay = 5
+    intake = make_intake(redis, prefix, broker, timeout=0.1)
+    outcome = await intake.receive(fixture("text_conversation"))
+    assert (outcome.status, outcome.reason) == ("unavailable", "rabbitmq")
+    assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
+
+
+async def test_a_claim_held_past_the_wait_asks_for_a_retry(redis: Redis, prefix: str) -> None:
+    await redis.set(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F", b"someone-else", px=30_000)
+    intake = make_intake(redis, prefix, FakeBroker(), timeout=0.1)
+    outcome = await intake.receive(fixture("text_conversation"))
+    assert (outcome.status, outcome.reason) == ("unavailable", "in_flight")
+
+
+async def test_a_dead_processes_claim_expires(redis: Redis, prefix: str) -> None:
+    await redis.set(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F", b"dead-holder", px=150)
+    broker = FakeBroker()
+    intake = make_intake(redis, prefix, broker, timeout=1.0)
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+
+
+async def test_redis_down_is_unavailable_and_nothing_is_published(prefix: str) -> None:
+    dead = make_redis("redis://127.0.0.1:1/0")
+    broker = FakeBroker()
+    intake = make_intake(dead, prefix, broker)
+    outcome = await intake.receive(fixture("text_conversation"))
+    await dead.aclose()
+    assert (outcome.status, outcome.reason) == ("unavailable", "redis")
+    assert broker.published == []
+
+
+async def test_broker_not_connected_is_unavailable_before_touching_redis(redis: Redis, prefix: str) -> None:
+    intake = make_intake(redis, prefix, FakeBroker(), broker_ready=lambda: False)
+    outcome = await intake.receive(fixture("text_conversation"))
+    assert (outcome.status, outcome.reason) == ("unavailable", "rabbitmq")
+    assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
+
+
+async def test_ignored_and_rejected_touch_nothing(redis: Redis, prefix: str) -> None:
+    broker = FakeBroker()
+    intake = make_intake(redis, prefix, broker)
+    assert (await intake.receive(fixture("sticker"))).status == "ignored"
+    assert (await intake.receive({"event": "messages.upsert"})).status == "rejected"
+    assert broker.published == []
+    assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
