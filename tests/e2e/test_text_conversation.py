@@ -41,10 +41,10 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
     assert [a.json()["status"] for a in answers] == ["accepted", "accepted", "accepted", "duplicate"]
 
     async def one_text_sent():  # type: ignore[no-untyped-def]
-        return stack.evolution.sent_texts(instance)
+        return [s for s in stack.evolution.sent_texts(instance) if s.number.startswith("5511999990000")]
 
     [sent] = await wait_until(one_text_sent, timeout=30)
-    [completion] = stack.openai.requests
+    [completion] = [r for r in stack.openai.requests if "bolo de cenoura" in r.last_user_message]
     prompt = completion.last_user_message
     assert (
         prompt.index("oi") < prompt.index("tudo bem?") < prompt.index("quero encomendar um bolo de cenoura")
@@ -55,8 +55,11 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
         connection = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
         try:
             return await connection.fetch(
-                "SELECT role, text, delivered_at FROM messages WHERE instance = $1 ORDER BY sent_at, id",
+                "SELECT m.role, m.text, m.delivered_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.instance = $1 AND c.user_id = $2 ORDER BY m.sent_at, m.id",
                 instance,
+                "5511999990000@s.whatsapp.net",
             )
         finally:
             await connection.close()
@@ -73,8 +76,8 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
     assert rows[3]["role"] == "assistant" and rows[3]["text"] == sent.text
 
     await asyncio.sleep(2.0)  # a duplicate answer would have shown up by now
-    assert len(stack.evolution.sent_texts(instance)) == 1
-    assert len(stack.openai.requests) == 1
+    assert len([s for s in stack.evolution.sent_texts(instance) if s.number.startswith("5511999990000")]) == 1
+    assert len([r for r in stack.openai.requests if "bolo de cenoura" in r.last_user_message]) == 1
     assert {name: n for name, n in (await depths(stack.rabbitmq_url)).items() if n} == {}
 
 
