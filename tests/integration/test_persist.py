@@ -24,6 +24,7 @@ from papo_common.contracts import (
     InboundMessage,
     Reply,
     ReplySent,
+    SessionClosed,
     Transcript,
 )
 from papo_common.db.migrate import upgrade
@@ -264,6 +265,21 @@ async def test_redelivered_messages_write_nothing_twice(
     ) == (first_conversations)
     assert sum(persisted(kind) for kind in ("inbound", "transcript", "reply", "delivery")) == written_before
     assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+
+
+async def test_a_session_closing_is_recorded_once_as_a_system_row(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    ref = conversation(instance)
+    closed = SessionClosed(conversation=ref, reason="idle", closed_at=NOW + timedelta(hours=25))
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await publish_all([text_message(ref, "T1"), closed, closed])
+        await until_committed(batcher, 3)
+    rows = await messages_of(database_url, instance)
+    assert [(r["role"], r["kind"], r["text"]) for r in rows] == [
+        ("user", "text", "mensagem T1"),
+        ("system", "session_closed", "idle"),
+    ]
 
 
 async def test_a_transcript_before_its_voice_note_keeps_its_text_when_the_note_arrives(

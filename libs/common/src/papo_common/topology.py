@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
-from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, Transcript
+from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, SessionClosed, Transcript
 
 if TYPE_CHECKING:
     from faststream.rabbit import RabbitBroker
@@ -33,6 +33,7 @@ class RoutingKey:
     BURST_READY: Final = "burst.ready"
     REPLY_READY: Final = "reply.ready"
     REPLY_SENT: Final = "reply.sent"
+    SESSION_CLOSED: Final = "session.closed"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ PERSIST: Final = ServiceQueue(
         RoutingKey.TRANSCRIPT_READY,
         RoutingKey.REPLY_READY,
         RoutingKey.REPLY_SENT,
+        RoutingKey.SESSION_CLOSED,
     ),
 )
 DELIVER: Final = ServiceQueue("deliver", binds=(RoutingKey.REPLY_READY,))
@@ -119,6 +121,8 @@ def routing_key_for(message: Contract) -> str:
             return RoutingKey.REPLY_READY
         case ReplySent():
             return RoutingKey.REPLY_SENT
+        case SessionClosed():
+            return RoutingKey.SESSION_CLOSED
     raise TypeError(f"no routing key for {type(message).__name__}")
 
 

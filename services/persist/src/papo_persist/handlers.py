@@ -9,12 +9,14 @@ from faststream.rabbit import RabbitBroker
 from pydantic import Field
 
 from papo_common.broker import subscribe
-from papo_common.contracts import InboundMessage, Reply, ReplySent, Transcript
+from papo_common.contracts import InboundMessage, Reply, ReplySent, SessionClosed, Transcript
 from papo_common.topology import PERSIST
 from papo_persist.batcher import Batcher
 from papo_persist.rows import PersistedContract
 
-PersistedMessage = Annotated[InboundMessage | Transcript | Reply | ReplySent, Field(discriminator="type")]
+PersistedMessage = Annotated[
+    InboundMessage | Transcript | Reply | ReplySent | SessionClosed, Field(discriminator="type")
+]
 
 
 def register_handlers(broker: RabbitBroker, batcher: Batcher[PersistedContract]) -> None:

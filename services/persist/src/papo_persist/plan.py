@@ -15,7 +15,7 @@ from typing import Any
 
 from papo_persist.rows import ConversationRow, RowWrite, WriteKind
 
-WRITE_ORDER: tuple[WriteKind, ...] = ("inbound", "operator", "transcript", "reply", "delivery")
+WRITE_ORDER: tuple[WriteKind, ...] = ("inbound", "operator", "transcript", "reply", "delivery", "session")
 """Statement order inside a transaction: a message's own row before what completes it, so an inbound audio
 and its transcript (or a reply and its delivery) in one batch end up as the same row, fully filled."""
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
-from papo_common.contracts import InboundMessage, Reply, ReplySent, Transcript
+from papo_common.contracts import InboundMessage, Reply, ReplySent, SessionClosed, Transcript
 from papo_common.db.models import MessageRole
 
-PersistedContract: TypeAlias = InboundMessage | Transcript | Reply | ReplySent
+PersistedContract: TypeAlias = InboundMessage | Transcript | Reply | ReplySent | SessionClosed
 
-WriteKind = Literal["inbound", "operator", "transcript", "reply", "delivery"]
+WriteKind = Literal["inbound", "operator", "transcript", "reply", "delivery", "session"]
 """Which statement writes the row; also the `kind` label of `papo_persisted_rows`."""
 
 TRANSCRIPTION_FAILED = "transcription failed"
@@ -59,6 +59,8 @@ def row_write(contract: PersistedContract) -> RowWrite:
             return _reply(contract)
         case ReplySent():
             return _delivery(contract)
+        case SessionClosed():
+            return _session_closed(contract)
     raise TypeError(f"persist does not store {type(contract).__name__}")
 
 
@@ -133,6 +135,23 @@ def _delivery(sent: ReplySent) -> RowWrite:
             # stands in until the reply arrives and sets its own creation time
             "sent_at": sent.sent_at,
             "delivered_at": sent.sent_at,
+        },
+    )
+
+
+def _session_closed(closed: SessionClosed) -> RowWrite:
+    ref = closed.conversation
+    return RowWrite(
+        kind="session",
+        conversation=_placeholder_conversation(ref.instance, ref.user_id),
+        message={
+            "instance": ref.instance,
+            # one boundary per conversation and instant: a redelivery lands on the same row
+            "external_id": f"session-closed:{ref.user_id}:{int(closed.closed_at.timestamp() * 1000)}",
+            "role": MessageRole.SYSTEM.value,
+            "kind": "session_closed",
+            "text": closed.reason,
+            "sent_at": closed.closed_at,
         },
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, case, func, null, or_, select, tuple_
+from sqlalchemy import Table, and_, case, false, func, null, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import ReturningInsert
@@ -96,6 +96,10 @@ def upsert_messages(kind: WriteKind) -> ReturningInsert[Any]:
         case "delivery":
             set_ = {"whatsapp_ids": new.whatsapp_ids, "delivered_at": new.delivered_at}
             where = and_(old.delivered_at.is_(None), old.role == _ASSISTANT)
+        case "session":
+            # a closing record never changes once written
+            set_ = {"text": old.text}
+            where = false()
     return stmt.on_conflict_do_update(
         index_elements=[old.instance, old.external_id], set_=set_, where=where
     ).returning(old.instance, old.external_id)

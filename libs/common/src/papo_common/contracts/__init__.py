@@ -3,10 +3,18 @@
 from papo_common.contracts.base import Contract, ConversationRef, utcnow
 from papo_common.contracts.burst import Burst, BurstItem, FlushReason
 from papo_common.contracts.inbound import AudioAttachment, InboundMessage, MessageKind, QuotedMessage
-from papo_common.contracts.reply import Reply, ReplySent, TokenUsage
+from papo_common.contracts.reply import Reply, ReplyKind, ReplySent, TokenUsage
+from papo_common.contracts.session import CloseReason, SessionClosed
 from papo_common.contracts.transcript import UNDERSTOOD_NOTHING, Transcript
 
-ALL_CONTRACTS: tuple[type[Contract], ...] = (InboundMessage, Transcript, Burst, Reply, ReplySent)
+ALL_CONTRACTS: tuple[type[Contract], ...] = (
+    InboundMessage,
+    Transcript,
+    Burst,
+    Reply,
+    ReplySent,
+    SessionClosed,
+)
 
 __all__ = [
     "ALL_CONTRACTS",
@@ -14,6 +22,7 @@ __all__ = [
     "AudioAttachment",
     "Burst",
     "BurstItem",
+    "CloseReason",
     "Contract",
     "ConversationRef",
     "FlushReason",
@@ -21,7 +30,9 @@ __all__ = [
     "MessageKind",
     "QuotedMessage",
     "Reply",
+    "ReplyKind",
     "ReplySent",
+    "SessionClosed",
     "TokenUsage",
     "Transcript",
     "utcnow",

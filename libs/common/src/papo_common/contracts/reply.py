@@ -14,6 +14,11 @@ class TokenUsage(Contract):
     completion_tokens: int = Field(default=0, ge=0)
 
 
+ReplyKind = Literal["answer", "notice"]
+"""`answer`: the model's reply, withheld while a human has taken over. `notice`: papo's own confirmation
+(a session reset, "a human will answer"), sent even while paused."""
+
+
 class Reply(Contract):
     type: Literal["reply"] = "reply"
     version: Literal[1] = 1
@@ -27,6 +32,7 @@ class Reply(Contract):
     in_reply_to: tuple[str, ...]
     """The WhatsApp message ids this reply answers."""
     model: str
+    kind: ReplyKind = "answer"
     usage: TokenUsage = TokenUsage()
     created_at: UtcDatetime
 

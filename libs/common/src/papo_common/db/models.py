@@ -17,6 +17,8 @@ class MessageRole(StrEnum):
     """A human at the business, typing from the business's phone (`fromMe`)."""
     ASSISTANT = "assistant"
     """papo's reply."""
+    SYSTEM = "system"
+    """A record of papo's own, such as a session closing (kind `session_closed`)."""
 
 
 def _timestamp(*, nullable: bool = False, default_now: bool = False) -> Column[datetime]:
