@@ -54,6 +54,7 @@ def test_every_contract_round_trips_through_json() -> None:
         "Burst",
         "Reply",
         "ReplySent",
+        "SessionClosed",
     }
     for contract in ALL_CONTRACTS:
         schema = contract.model_json_schema()
