@@ -10,12 +10,14 @@ from redis.asyncio import Redis
 
 from papo_common.contracts import Reply
 from papo_common.errors import PermanentError
-from papo_deliver.delivery import ReplyDeliverer
+from papo_deliver import receipts
+from papo_deliver.chunking import split_reply
+from papo_deliver.delivery import ChunkLimits, ReplyDeliverer
 from papo_deliver.evolution import EvolutionClient
 from papo_deliver.ledger import DeliveryInProgress, DeliveryLedger, LockLost
 from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import RetryPolicy
-from papo_testing.fake_evolution import FakeEvolution
+from papo_deliver.retry import EvolutionUnavailable, RetryPolicy
+from papo_testing.fake_evolution import FakeEvolution, timed_out_body
 
 SENT_TTL = 3600
 
@@ -46,11 +48,11 @@ async def test_a_reply_is_sent_and_recorded_under_the_service_prefix(
     assert (sent.number, sent.text) == ("5511987654321", "Claro, já te respondo.")
     assert outcome.message_ids == (sent.message_id,)
     assert not outcome.already_sent
-    keys = [key.decode() async for key in redis.scan_iter(match=f"{redis_prefix}:*")]
-    assert keys == [
-        f"{redis_prefix}:conv:{{acme:5511987654321@s.whatsapp.net}}:deliver:{reply.reply_id}:sent"
-    ]
-    assert 0 < await redis.ttl(keys[0]) <= SENT_TTL  # the lock is gone: released after sending
+    base = f"{redis_prefix}:conv:{{acme:5511987654321@s.whatsapp.net}}:deliver:{reply.reply_id}"
+    keys = sorted([key.decode() async for key in redis.scan_iter(match=f"{redis_prefix}:*")])
+    assert keys == [f"{base}:chunks", f"{base}:sent"]  # the lock is gone: released after sending
+    for key in keys:
+        assert 0 < await redis.ttl(key) <= SENT_TTL
 
 
 async def test_a_redelivered_reply_is_not_sent_again_and_reports_the_same_ids(
@@ -136,3 +138,142 @@ async def test_an_expired_lease_is_noticed_and_never_released_from_its_new_owner
             await stale.renew()
         await stale.__aexit__(None, None, None)  # must not delete the new owner's lock
         await owner.renew()
+
+
+LONG = "Primeiro parágrafo, com algum texto. " * 3 + "\n\n" + "Segundo parágrafo aqui. " * 3 + "\n\nFim."
+
+
+@pytest.fixture
+def chunked(client: EvolutionClient, ledger: DeliveryLedger, pace: TypingPace) -> ReplyDeliverer:
+    return ReplyDeliverer(
+        client,
+        ledger,
+        pace=pace,
+        policy=RetryPolicy(attempts=1, base_seconds=0.01, max_seconds=0.01),
+        lock_ttl_seconds=5,
+        chunk_limits=ChunkLimits(max_chars=120, max_chunks=5),
+        mark_read=True,
+    )
+
+
+async def test_a_long_reply_is_sent_as_several_messages_in_order_each_typed_first(
+    chunked: ReplyDeliverer, evolution: FakeEvolution, make_reply: Callable[..., Reply]
+) -> None:
+    outcome = await chunked.deliver(make_reply(LONG))
+
+    sent = evolution.sent_texts()
+    assert [s.text for s in sent] == [
+        "Primeiro parágrafo, com algum texto. " * 2 + "Primeiro parágrafo, com algum texto.",
+        "Segundo parágrafo aqui. " * 2 + "Segundo parágrafo aqui.\n\nFim.",
+    ]
+    assert outcome.message_ids == tuple(s.message_id for s in sent)
+    assert [r.endpoint for r in evolution.requests] == [
+        "/chat/markMessageAsRead",
+        *["/chat/sendPresence", "/message/sendText"] * 2,
+    ]
+
+
+async def test_a_failure_on_a_middle_chunk_resumes_there_without_resending_or_skipping(
+    chunked: ReplyDeliverer, evolution: FakeEvolution, make_reply: Callable[..., Reply]
+) -> None:
+    reply = make_reply(LONG)
+    evolution.fail_next("sendText", 500, timed_out_body(), skip=1)
+
+    with pytest.raises(EvolutionUnavailable):
+        await chunked.deliver(reply)
+    assert len(evolution.sent_texts()) == 1
+    outcome = await chunked.deliver(reply)
+
+    texts = [s.text for s in evolution.sent_texts()]
+    assert texts == list(split_reply(LONG, max_chars=120, max_chunks=5))
+    assert outcome.message_ids == tuple(s.message_id for s in evolution.sent_texts())
+    assert len(evolution.read_receipts()) == 1, "read once, before the first chunk only"
+
+
+async def test_a_redelivery_keeps_the_first_split_even_if_the_limits_changed(
+    chunked: ReplyDeliverer,
+    client: EvolutionClient,
+    ledger: DeliveryLedger,
+    pace: TypingPace,
+    policy: RetryPolicy,
+    evolution: FakeEvolution,
+    make_reply: Callable[..., Reply],
+) -> None:
+    reply = make_reply(LONG)
+    evolution.fail_next("sendText", 500, timed_out_body(), skip=1)
+    with pytest.raises(EvolutionUnavailable):
+        await chunked.deliver(reply)
+    canary = ReplyDeliverer(
+        client, ledger, pace=pace, policy=policy, lock_ttl_seconds=5, chunk_limits=ChunkLimits(600, 5)
+    )
+
+    await canary.deliver(reply)
+
+    assert [s.text for s in evolution.sent_texts()] == list(split_reply(LONG, max_chars=120, max_chunks=5))
+
+
+async def test_the_answered_messages_are_marked_read_in_the_chat_before_typing(
+    chunked: ReplyDeliverer, evolution: FakeEvolution, make_reply: Callable[..., Reply]
+) -> None:
+    reply = make_reply().model_copy(update={"in_reply_to": ("3A01", "3A02", "3A01")})
+    await chunked.deliver(reply)
+
+    read, presence = evolution.requests[:2]
+    assert read.path == "/chat/markMessageAsRead/acme"
+    assert read.json == {
+        "readMessages": [
+            {"remoteJid": "5511987654321@s.whatsapp.net", "fromMe": False, "id": "3A01"},
+            {"remoteJid": "5511987654321@s.whatsapp.net", "fromMe": False, "id": "3A02"},
+        ]
+    }
+    assert read.status == 201
+    assert [r.message_id for r in evolution.read_receipts("acme")] == ["3A01", "3A02"]
+    assert presence.endpoint == "/chat/sendPresence"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        (
+            500,
+            {"status": 500, "error": "Internal Server Error", "response": {"message": "Read messages fail"}},
+        ),
+        (401, None),
+    ],
+    ids=["evolution 500", "refused key"],
+)
+async def test_a_failed_read_receipt_is_logged_and_the_reply_still_goes_out(
+    chunked: ReplyDeliverer,
+    evolution: FakeEvolution,
+    make_reply: Callable[..., Reply],
+    failure: tuple[int, object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    evolution.fail_next("markMessageAsRead", failure[0], failure[1])
+
+    await chunked.deliver(make_reply("Oi!"))
+
+    assert [s.text for s in evolution.sent_texts()] == ["Oi!"]
+    assert "could not mark messages as read" in caplog.text
+
+
+async def test_a_hanging_read_receipt_delays_the_reply_only_by_its_own_timeout(
+    chunked: ReplyDeliverer,
+    evolution: FakeEvolution,
+    make_reply: Callable[..., Reply],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(receipts, "READ_RECEIPT_TIMEOUT_SECONDS", 0.2)
+    evolution.hang_next("markMessageAsRead", 2.0)
+
+    await chunked.deliver(make_reply("Oi!"))
+
+    read, *_ = evolution.requests
+    assert evolution.sent_texts()[0].received_monotonic - read.received_monotonic < 1.0
+
+
+async def test_nothing_is_marked_read_when_disabled(
+    deliverer: ReplyDeliverer, evolution: FakeEvolution, make_reply: Callable[..., Reply]
+) -> None:
+    await deliverer.deliver(make_reply())
+    assert evolution.requests_to("markMessageAsRead") == []

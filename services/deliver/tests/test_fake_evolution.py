@@ -100,3 +100,61 @@ def test_the_sync_context_manager_serves_subprocess_style_tests() -> None:
         assert answer.status_code == 201
         assert time.monotonic() - started < 2
         assert evolution.requests[0].received_at.tzinfo is not None
+
+
+async def test_mark_as_read_is_validated_like_read_message_schema_and_recorded(
+    evolution: FakeEvolution,
+) -> None:
+    key = {"remoteJid": "5511987654321@s.whatsapp.net", "fromMe": False, "id": "3A01"}
+    lid = {"remoteJid": "83842157310076@lid", "fromMe": False, "id": "3A02"}
+    async with httpx.AsyncClient(base_url=evolution.url, headers=HEADERS) as http:
+        ok = await http.post("/chat/markMessageAsRead/acme", json={"readMessages": [key, lid]})
+        empty = await http.post("/chat/markMessageAsRead/acme", json={"readMessages": []})
+        duplicate = await http.post("/chat/markMessageAsRead/acme", json={"readMessages": [key, key]})
+        missing = await http.post("/chat/markMessageAsRead/acme", json={"readMessages": [{"id": "x"}]})
+        old_name = await http.post("/chat/markMessageAsRead/acme", json={"read_messages": [key]})
+
+    assert (ok.status_code, ok.json()) == (201, {"message": "Read messages", "read": "success"})
+    assert empty.json()["response"] == {
+        "message": [["instance.readMessages does not meet minimum length of 1"]]
+    }
+    assert "instance.readMessages contains duplicate item" in duplicate.json()["response"]["message"][0]
+    assert missing.json()["response"]["message"][0] == [
+        'instance.readMessages[0] requires property "fromMe"',
+        'instance.readMessages[0] requires property "remoteJid"',
+    ]
+    assert old_name.status_code == 400
+    # Evolution 2.3 skips @lid keys: only the phone JID's message got blue ticks.
+    assert [(r.remote_jid, r.message_id) for r in evolution.read_receipts("acme")] == [
+        ("5511987654321@s.whatsapp.net", "3A01")
+    ]
+
+
+async def test_a_programmed_failure_can_let_the_first_matching_calls_through(
+    evolution: FakeEvolution,
+) -> None:
+    evolution.fail_next("sendText", 500, times=1, skip=2)
+    async with httpx.AsyncClient(base_url=evolution.url, headers=HEADERS) as http:
+        statuses = [
+            (await http.post("/message/sendText/acme", json={"number": "1", "text": "x"})).status_code
+            for _ in range(4)
+        ]
+    assert statuses == [201, 201, 500, 201]
+
+
+async def test_each_instance_accepts_only_its_own_key_or_the_global_one() -> None:
+    tries = [("a", "key-a"), ("a", "key-b"), ("b", "key-b"), ("b", "global")]
+    async with FakeEvolution(api_keys={"a": "key-a", "b": "key-b"}, global_api_key="global") as evolution:
+        url = evolution.url
+        async with httpx.AsyncClient(base_url=url) as http:
+            statuses = [
+                (
+                    await http.post(
+                        f"/message/sendText/{instance}",
+                        json={"number": "1", "text": "x"},
+                        headers={"apikey": key},
+                    )
+                ).status_code
+                for instance, key in tries
+            ]
+    assert statuses == [201, 401, 201, 201]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from papo_common.errors import PermanentError
 from papo_deliver.evolution import EvolutionClient, SentMessage
 from papo_deliver.pacing import TypingPace
 from papo_deliver.retry import EvolutionUnavailable, RetryPolicy
+from papo_deliver.send_slots import SendSlots
 from papo_deliver.sending import Chat, send_texts
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
 
@@ -122,7 +126,8 @@ async def test_a_failed_typing_indicator_does_not_stop_the_reply_and_evolution_t
     await send(client, ["x" * 20])
 
     assert [s.text for s in evolution.sent_texts()] == ["x" * 20]
-    assert evolution.requests_to("sendText")[0].json["delay"] == 200
+    # Evolution types instead, until the send's slot: the typing time less the failed call's round trip.
+    assert 150 < evolution.requests_to("sendText")[0].json["delay"] <= 200
 
 
 async def test_a_hung_evolution_times_out_and_is_retried(
@@ -136,3 +141,57 @@ async def test_a_hung_evolution_times_out_and_is_retried(
     # The hung request was still processed by Evolution after we gave up: the at-least-once window the
     # README describes. The retry sent it again.
     assert len(evolution.requests_to("sendText")) == 2
+
+
+async def test_typing_ends_at_the_reserved_slot_so_a_busy_instance_waits_silently_first(
+    client: EvolutionClient, evolution: FakeEvolution, redis: Redis, redis_prefix: str
+) -> None:
+    slots = SendSlots(redis, redis_prefix, interval_ms=600)
+    await slots.reserve(INSTANCE)  # another conversation just sent through this number
+    started = time.monotonic()
+
+    await send(client, ["x" * 20], slots=slots)  # 200 ms of typing
+
+    presence, send_text = evolution.requests
+    # Silent until 200 ms before the slot, then typing, then the text right at the slot.
+    assert presence.received_monotonic - started == pytest.approx(0.4, abs=0.06)
+    assert send_text.received_monotonic - started == pytest.approx(0.6, abs=0.06)
+
+
+async def test_chunks_are_spaced_by_the_interval_even_when_typing_is_shorter(
+    client: EvolutionClient, evolution: FakeEvolution, redis: Redis, redis_prefix: str
+) -> None:
+    slots = SendSlots(redis, redis_prefix, interval_ms=400)
+    await send(client, ["um", "dois", "três"], slots=slots)  # 50 ms of typing each
+
+    times = [s.received_monotonic for s in evolution.sent_texts()]
+    assert [s.text for s in evolution.sent_texts()] == ["um", "dois", "três"]
+    assert all(later - earlier >= 0.39 for earlier, later in itertools.pairwise(times))
+
+
+async def test_a_retried_send_takes_a_fresh_slot(
+    client: EvolutionClient, evolution: FakeEvolution, redis: Redis, redis_prefix: str
+) -> None:
+    slots = SendSlots(redis, redis_prefix, interval_ms=300)
+    evolution.fail_next("sendText", 400, connection_closed_body())
+
+    await send(client, ["oi"], slots=slots)
+
+    failed, retried = evolution.requests_to("sendText")
+    assert retried.received_monotonic - failed.received_monotonic >= 0.29
+    assert len(evolution.sent_texts()) == 1
+
+
+async def test_the_lock_is_renewed_while_waiting_for_a_slot(
+    client: EvolutionClient, evolution: FakeEvolution, redis: Redis, redis_prefix: str
+) -> None:
+    slots = SendSlots(redis, redis_prefix, interval_ms=500)
+    await slots.reserve(INSTANCE)
+    renewals = 0
+
+    async def renew() -> None:
+        nonlocal renewals
+        renewals += 1
+
+    await send(client, ["oi"], slots=slots, before_each_call=renew, renew_every_seconds=0.1)
+    assert renewals >= 4  # during the ~450 ms silent wait, plus before each call

@@ -7,12 +7,17 @@ It answers the endpoints papo calls the way Evolution 2.3 does (checked against 
 - `POST /message/sendText/{instance}`: 201 with the sent message (`key.id` is a new `3EB0…` id);
 - `POST /chat/sendPresence/{instance}`: 201 `{"presence": ...}`, after holding the request for `delay` ms as
   Evolution does;
-- `POST /chat/getBase64FromMediaMessage/{instance}`: 201 with the media registered for `message.key.id`.
+- `POST /chat/getBase64FromMediaMessage/{instance}`: 201 with the media registered for `message.key.id`;
+- `POST /chat/markMessageAsRead/{instance}` `{"readMessages": [{"remoteJid", "fromMe", "id"}, ...]}`: 201
+  `{"message": "Read messages", "read": "success"}`, validated like `readMessageSchema` (at least one key,
+  unique, non-empty `id` and `remoteJid`); like Evolution 2.3 it skips keys whose `remoteJid` is neither a
+  phone JID nor a group (a `@lid`), so those are not recorded as read.
 
-Guards run in Evolution's order: an unknown instance is 404, then a wrong `apikey` is 401. Bodies are
+Guards run in Evolution's order: an unknown instance is 404, then a wrong `apikey` is 401: each instance
+accepts its own key (`api_keys`) and the global one (`global_api_key`), never another instance's. Bodies are
 validated like Evolution's JSON schemas and errors use its envelope
 `{"status": 400, "error": "Bad Request", "response": {"message": [...]}}`. Failures can be programmed per
-endpoint (`fail_next`, `hang_next`), numbers can be marked as not on WhatsApp, and every request is recorded
+endpoint (`fail_next`, `hang_next`, optionally after letting `skip` matching requests through), numbers can be marked as not on WhatsApp, and every request is recorded
 with its arrival time, so tests can assert what was sent, in which order, and how it was paced.
 
     async with FakeEvolution(api_keys={"inst": "key"}) as evo:
@@ -118,6 +123,17 @@ class SentText:
 
 
 @dataclass(frozen=True)
+class ReadReceipt:
+    """A message Evolution marked as read (one key of an accepted `markMessageAsRead`)."""
+
+    instance: str
+    remote_jid: str
+    message_id: str
+    from_me: bool
+    received_monotonic: float
+
+
+@dataclass(frozen=True)
 class FakeMedia:
     base64: str
     mimetype: str = "audio/ogg; codecs=opus"
@@ -131,6 +147,7 @@ class _ProgrammedFault:
     status: int | None = None
     body: Json = None
     hang_seconds: float = 0.0
+    skip: int = 0
 
     def matches(self, request: RecordedRequest) -> bool:
         return request.path.endswith(self.path_suffix) or request.endpoint.endswith(self.path_suffix)
@@ -145,6 +162,7 @@ class _State:
     simulate_delays: bool
     requests: list[RecordedRequest] = field(default_factory=list)
     sent: list[SentText] = field(default_factory=list)
+    read: list[ReadReceipt] = field(default_factory=list)
     faults: list[_ProgrammedFault] = field(default_factory=list)
     instance_ids: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,6 +171,9 @@ class _State:
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.matches(request):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.times -= 1
                     return fault
         return None
@@ -197,18 +218,24 @@ class FakeEvolution:
         with self._state.lock:
             self._state.not_on_whatsapp.add(to_jid(number))
 
-    def fail_next(self, path_suffix: str, status: int, body: Json = None, *, times: int = 1) -> None:
+    def fail_next(
+        self, path_suffix: str, status: int, body: Json = None, *, times: int = 1, skip: int = 0
+    ) -> None:
         """Answer the next `times` requests whose path ends with `path_suffix` (e.g. `sendText`) with
-        `status` and `body` (default: Evolution's envelope with the status's reason phrase)."""
+        `status` and `body` (default: Evolution's envelope with the status's reason phrase), after letting
+        `skip` of them through (`skip=1`: the second `sendText` fails)."""
         body = evolution_error_body(status, HTTPStatus(status).phrase) if body is None else body
         with self._state.lock:
-            self._state.faults.append(_ProgrammedFault(path_suffix, times, status=status, body=body))
+            self._state.faults.append(
+                _ProgrammedFault(path_suffix, times, status=status, body=body, skip=skip)
+            )
 
-    def hang_next(self, path_suffix: str, seconds: float, *, times: int = 1) -> None:
-        """Hold the next `times` matching requests for `seconds` before handling them normally, so a client
-        times out while Evolution still does the work (a send may happen after the client gave up)."""
+    def hang_next(self, path_suffix: str, seconds: float, *, times: int = 1, skip: int = 0) -> None:
+        """Hold the next `times` matching requests (after `skip`) for `seconds` before handling them
+        normally, so a client times out while Evolution still does the work (a send may happen after the
+        client gave up)."""
         with self._state.lock:
-            self._state.faults.append(_ProgrammedFault(path_suffix, times, hang_seconds=seconds))
+            self._state.faults.append(_ProgrammedFault(path_suffix, times, hang_seconds=seconds, skip=skip))
 
     # What happened
 
@@ -229,6 +256,10 @@ class FakeEvolution:
     def sent_texts(self, instance: str | None = None) -> list[SentText]:
         with self._state.lock:
             return [s for s in self._state.sent if instance is None or s.instance == instance]
+
+    def read_receipts(self, instance: str | None = None) -> list[ReadReceipt]:
+        with self._state.lock:
+            return [r for r in self._state.read if instance is None or r.instance == instance]
 
     # Lifecycle
 
@@ -380,10 +411,52 @@ async def _get_base64(state: _State, request: RecordedRequest) -> Response:
     }
 
 
+def _read_message_errors(body: Json) -> list[str]:
+    """What Evolution's `readMessageSchema` (jsonschema) reports for a `markMessageAsRead` body."""
+    if not isinstance(body, dict) or "readMessages" not in body:
+        return ['instance requires property "readMessages"']
+    keys = body["readMessages"]
+    if not isinstance(keys, list):
+        return ["instance.readMessages is not of a type(s) array"]
+    errors = [] if keys else ["instance.readMessages does not meet minimum length of 1"]
+    if len({json.dumps(key, sort_keys=True) for key in keys}) < len(keys):
+        errors.append("instance.readMessages contains duplicate item")
+    for index, key in enumerate(keys):
+        where = f"instance.readMessages[{index}]"
+        if not isinstance(key, dict):
+            errors.append(f"{where} is not of a type(s) object")
+            continue
+        errors += [
+            f'{where} requires property "{name}"' for name in ("id", "fromMe", "remoteJid") if name not in key
+        ]
+        for name, kind in (("id", str), ("remoteJid", str), ("fromMe", bool)):
+            if name in key and not isinstance(key[name], kind):
+                errors.append(f"{where}.{name} is not of a type(s) {'boolean' if kind is bool else 'string'}")
+            elif name in key and kind is str and not key[name]:
+                errors.append(f"{where}.{name} does not meet minimum length of 1")
+    return errors
+
+
+async def _mark_read(state: _State, request: RecordedRequest) -> Response:
+    if errors := _read_message_errors(request.json):
+        return 400, evolution_error_body(400, [errors])
+    assert request.instance is not None
+    receipts = [
+        ReadReceipt(request.instance, key["remoteJid"], key["id"], key["fromMe"], request.received_monotonic)
+        for key in request.json["readMessages"]
+        # Evolution 2.3's markMessageAsRead keeps only `isJidGroup || isPnUser` keys.
+        if key["remoteJid"].endswith(("@s.whatsapp.net", "@g.us"))
+    ]
+    with state.lock:
+        state.read.extend(receipts)
+    return 201, {"message": "Read messages", "read": "success"}
+
+
 _ROUTES: dict[str, Route] = {
     "/message/sendText": _send_text,
     "/chat/sendPresence": _send_presence,
     "/chat/getBase64FromMediaMessage": _get_base64,
+    "/chat/markMessageAsRead": _mark_read,
 }
 
 

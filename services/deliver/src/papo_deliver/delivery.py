@@ -1,7 +1,8 @@
 """Delivering one reply exactly once per chunk, across redeliveries and replicas.
 
-Under the reply's lock: read which chunks Evolution already accepted, send the others in order, and record
-each one the moment Evolution accepts it. A redelivery of a fully sent reply sends nothing and reports the
+Under the reply's lock: fix how the reply is split (once, on its first delivery), read which chunks Evolution
+already accepted, mark the answered messages as read before the first chunk, send the others in order, and
+record each one the moment Evolution accepts it. A redelivery of a fully sent reply sends nothing and reports the
 recorded ids again, so the `ReplySent` that may have been lost with a crash is published after all.
 """
 
@@ -16,11 +17,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from papo_common.contracts import Reply, utcnow
+from papo_deliver.chunking import split_reply
 from papo_deliver.evolution import EvolutionClient, SentMessage, evolution_number
 from papo_deliver.ledger import DeliveryLedger, SentChunk
 from papo_deliver.pacing import TypingPace
+from papo_deliver.receipts import mark_answered_as_read
 from papo_deliver.retry import RetryPolicy
-from papo_deliver.sending import Chat, send_texts
+from papo_deliver.send_slots import SendSlots
+from papo_deliver.sending import UNSPACED, Chat, send_texts
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +41,10 @@ class DeliveryOutcome:
     """True when every chunk had been sent before this delivery (a redelivery or a duplicate)."""
 
 
-def chunks_of(reply: Reply) -> tuple[str, ...]:
-    """The messages a reply is sent as. One today; splitting a reply into several is a later change, and the
-    ledger is keyed per chunk index already."""
-    return (reply.text,)
+@dataclass(frozen=True)
+class ChunkLimits:
+    max_chars: int = 600
+    max_chunks: int = 5
 
 
 class ReplyDeliverer:
@@ -52,22 +56,30 @@ class ReplyDeliverer:
         pace: TypingPace,
         policy: RetryPolicy,
         lock_ttl_seconds: float,
+        chunk_limits: ChunkLimits | None = None,
+        slots: SendSlots = UNSPACED,
+        mark_read: bool = False,
     ) -> None:
         self._client = client
         self._ledger = ledger
         self._pace = pace
         self._policy = policy
         self._lock_ttl_seconds = lock_ttl_seconds
+        self._chunk_limits = chunk_limits or ChunkLimits()
+        self._slots = slots
+        self._mark_read = mark_read
 
     async def deliver(self, reply: Reply) -> DeliveryOutcome:
         """Send what of `reply` was not sent yet. Raises `PermanentError` when it can never be sent, and
         `DependencyUnavailable` (Evolution failing, another consumer sending it) when it may later."""
-        texts = chunks_of(reply)
         chat = Chat(reply.conversation.instance, evolution_number(reply.chat_id))
         lock = self._ledger.lock(
             reply, ttl_seconds=self._lock_ttl_seconds, wait_seconds=self._lock_ttl_seconds
         )
         async with lock:
+            limits = self._chunk_limits
+            split = split_reply(reply.text, max_chars=limits.max_chars, max_chunks=limits.max_chunks)
+            texts = await self._ledger.chunk_plan(reply, split)
             sent = await self._ledger.sent_chunks(reply)
             already_sent = all(index in sent for index in range(len(texts)))
 
@@ -76,6 +88,9 @@ class ReplyDeliverer:
                 await self._record(reply, index, sent[index])
 
             if not already_sent:
+                if self._mark_read and 0 not in sent:  # read once, before the first chunk
+                    await lock.renew()
+                    await mark_answered_as_read(self._client, reply)
                 await send_texts(
                     self._client,
                     chat,
@@ -85,6 +100,8 @@ class ReplyDeliverer:
                     on_sent=record,
                     already_sent=set(sent),
                     before_each_call=lock.renew,
+                    slots=self._slots,
+                    renew_every_seconds=self._lock_ttl_seconds / 3,
                 )
         chunks = [sent[index] for index in range(len(texts))]
         return DeliveryOutcome(

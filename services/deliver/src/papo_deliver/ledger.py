@@ -1,6 +1,8 @@
 """What was already sent, and who is sending it now: the Redis state that makes a reply go out once.
 
 Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:deliver:<reply_id>:…`):
+- `…:chunks`, the texts the reply is sent as, fixed by its first delivery: a redelivery handled by a replica
+  with other chunk settings (a canary, a config change) still resumes against the same split;
 - `…:sent`, a hash: chunk index → `{"id": <WhatsApp message id>, "at": <ISO time>}`, written right after
   Evolution accepted that chunk, kept `deliver_sent_ttl_seconds`;
 - `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
@@ -17,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -56,6 +59,14 @@ class DeliveryLedger:
 
     def _key(self, reply: Reply, suffix: str) -> str:
         return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply.reply_id}:{suffix}")
+
+    async def chunk_plan(self, reply: Reply, chunks: tuple[str, ...]) -> tuple[str, ...]:
+        """The chunks `reply` is sent as: `chunks` on its first delivery, the same texts ever after."""
+        stored = await self._redis.set(
+            self._key(reply, "chunks"), json.dumps(chunks), nx=True, ex=self._sent_ttl_seconds, get=True
+        )
+        # SET ... GET answers the value that was there (bytes), or nil when ours was stored.
+        return chunks if stored is None else tuple(json.loads(cast(bytes, stored)))
 
     async def sent_chunks(self, reply: Reply) -> dict[int, SentChunk]:
         """The chunks of `reply` that Evolution already accepted, by index."""

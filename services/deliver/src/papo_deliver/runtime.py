@@ -5,11 +5,12 @@ from __future__ import annotations
 import httpx
 
 from papo_common.redis import make_redis
-from papo_deliver.delivery import ReplyDeliverer
-from papo_deliver.evolution import EvolutionClient
+from papo_deliver.delivery import ChunkLimits, ReplyDeliverer
+from papo_deliver.evolution import ApiKeys, EvolutionClient
 from papo_deliver.ledger import DeliveryLedger
 from papo_deliver.pacing import TypingPace
 from papo_deliver.retry import RetryPolicy
+from papo_deliver.send_slots import SendSlots
 from papo_deliver.settings import DeliverSettings
 
 
@@ -28,7 +29,10 @@ class DeliverRuntime:
         # request's timeout grows with the typing delay Evolution holds it for.
         self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         client = EvolutionClient(
-            self._http, settings.evolution_url, settings.evolution_api_key, settings.evolution_timeout_seconds
+            self._http,
+            settings.evolution_url,
+            ApiKeys(settings.evolution_api_key, settings.evolution_api_keys),
+            settings.evolution_timeout_seconds,
         )
         self._deliverer = ReplyDeliverer(
             client,
@@ -44,6 +48,11 @@ class DeliverRuntime:
                 settings.deliver_retry_max_seconds,
             ),
             lock_ttl_seconds=settings.deliver_lock_ttl_seconds,
+            chunk_limits=ChunkLimits(settings.deliver_max_chunk_chars, settings.deliver_max_chunks),
+            slots=SendSlots(
+                self.redis, settings.redis_key_prefix, interval_ms=settings.deliver_min_send_interval_ms
+            ),
+            mark_read=settings.deliver_mark_read,
         )
 
     async def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""deliver's settings: where Evolution API is, how a reply is paced, how failures are retried."""
+"""deliver's settings: where Evolution API is and with which keys, how a reply is split and paced, how
+failures are retried."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ class DeliverSettings(PapoSettings):
     evolution_url: str = "http://127.0.0.1:8080"
     """Base URL of Evolution API (`PAPO_EVOLUTION_URL`), without a trailing path."""
     evolution_api_key: SecretStr = SecretStr("")
-    """Evolution's global API key or the instances' token (`PAPO_EVOLUTION_API_KEY`), sent as `apikey`."""
+    """Evolution's global API key or the instances' token (`PAPO_EVOLUTION_API_KEY`), sent as `apikey` through
+    every instance without its own key in `evolution_api_keys`."""
+    evolution_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """Per-instance keys (`PAPO_EVOLUTION_API_KEYS`, a JSON object `{"<instance>": "<key>"}`): a reply goes out
+    through the instance that received the message, with that instance's key."""
     evolution_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     """Per request, on top of the typing delay Evolution holds a request open for."""
 
@@ -21,6 +26,15 @@ class DeliverSettings(PapoSettings):
     """Characters per second a person would type: the typing indicator lasts len(text) / cps."""
     deliver_typing_min_ms: int = Field(default=800, ge=0)
     deliver_typing_max_ms: int = Field(default=6000, ge=0, le=60_000)
+
+    deliver_max_chunk_chars: int = Field(default=600, ge=80, le=4096)
+    """A longer reply is split into several messages of at most this many characters."""
+    deliver_max_chunks: int = Field(default=5, ge=1, le=20)
+    """At most this many messages per reply; the tail is merged into the last one, never dropped."""
+    deliver_min_send_interval_ms: int = Field(default=1500, ge=0, le=60_000)
+    """Least time between two messages sent through one instance, across all replicas (0: no spacing)."""
+    deliver_mark_read: bool = True
+    """Mark the messages a reply answers as read before typing it."""
 
     deliver_retry_attempts: int = Field(default=4, ge=1, le=20)
     """Calls to Evolution per send within one delivery of the message, before it is handed back for
@@ -35,7 +49,11 @@ class DeliverSettings(PapoSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> DeliverSettings:
-        self.refuse_placeholder("evolution_api_key", self.evolution_api_key)
+        if self.evolution_api_keys:  # then the global key is only a fallback and may be absent
+            for key in self.evolution_api_keys.values():
+                self.refuse_placeholder("evolution_api_keys", key)
+        else:
+            self.refuse_placeholder("evolution_api_key", self.evolution_api_key)
         if self.deliver_typing_min_ms > self.deliver_typing_max_ms:
             raise ValueError("PAPO_DELIVER_TYPING_MIN_MS must not exceed PAPO_DELIVER_TYPING_MAX_MS")
         if self.deliver_retry_base_seconds > self.deliver_retry_max_seconds:
