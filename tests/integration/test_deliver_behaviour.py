@@ -256,3 +256,28 @@ async def test_each_reply_goes_out_through_its_own_number_with_that_numbers_key(
             ("/chat/sendPresence", key, 201),
             ("/message/sendText", key, 201),
         }
+
+
+async def test_answers_are_withheld_while_a_human_has_taken_over_but_notices_go_out(
+    evolution: FakeEvolution,
+    make_settings: Callable[..., DeliverSettings],
+    probe: RabbitBroker,
+    redis_client: Any,
+    redis_prefix: str,
+) -> None:
+    from papo_common.control import pause
+
+    answer = make_reply("Claro, temos bolo de cenoura!")
+    notice = make_reply("Certo! Um atendente humano vai te responder em breve.").model_copy(
+        update={"kind": "notice"}
+    )
+    await pause(redis_client, redis_prefix, answer.conversation, seconds=60, reason="operator")
+    async with running(make_settings(evolution.url)):
+        await publish(probe, answer)
+        await publish(probe, notice)
+        for _ in range(100):
+            if evolution.sent_texts():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+    assert [sent.text for sent in evolution.sent_texts()] == [notice.text]

@@ -77,7 +77,7 @@ LLM_TURNS = Counter(
 )
 REPLIES = Counter(
     "papo_replies",
-    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate).",
+    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate, withheld).",
     ["instance", "outcome"],
     registry=REGISTRY,
 )
