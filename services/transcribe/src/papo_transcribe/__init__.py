@@ -1,0 +1,1 @@
+"""papo's transcribe service: turns WhatsApp voice notes into `Transcript`s with Whisper."""
