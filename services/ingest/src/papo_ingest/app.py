@@ -24,6 +24,7 @@ from papo_common.broker import publish
 from papo_common.redis import make_redis
 from papo_common.service import make_service_broker
 from papo_common.telemetry import setup_tracing
+from papo_ingest.admin import admin_api, announce
 from papo_ingest.auth import RECOMMENDED_TOKEN_BYTES, WebhookAuthenticator
 from papo_ingest.broker_link import BrokerLink
 from papo_ingest.dedupe import SeenMessages
@@ -69,6 +70,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         broker_ready=lambda: link.connected,
     )
 
+    admin = admin_api(settings, redis)
+
     async def rabbitmq_ready() -> None:
         if not link.connected or not await broker.ping(timeout=2.0):
             raise ConnectionError("RabbitMQ did not answer")
@@ -79,10 +82,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         _warn_about_auth(token)
+        announce(admin)
         await link.start()
         try:
             yield
         finally:
+            if admin is not None:
+                await admin.dependencies.close()
             await link.stop()
             await redis.aclose()
 
@@ -92,16 +98,25 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         # the per-message ASGI receive/send spans triple the cost of a request and say nothing new
         exclude_spans=["receive", "send"],
     )
+    state = {
+        "intake": intake,
+        "authenticator": authenticator,
+        "broker_link": link,
+        # PostgreSQL is the admin API's alone: the webhook stays ready while it is down
+        "readiness_checks": {"rabbitmq": rabbitmq_ready, "redis": redis_ready},
+    }
+    if admin is not None:
+        state |= {"admin": admin.dependencies, "admin_authenticator": admin.authenticator}
     return Litestar(
-        route_handlers=[evolution_webhook, evolution_webhook_by_event, liveness, readiness, metrics],
-        state=State(
-            {
-                "intake": intake,
-                "authenticator": authenticator,
-                "broker_link": link,
-                "readiness_checks": {"rabbitmq": rabbitmq_ready, "redis": redis_ready},
-            }
-        ),
+        route_handlers=[
+            evolution_webhook,
+            evolution_webhook_by_event,
+            liveness,
+            readiness,
+            metrics,
+            *([admin.router] if admin is not None else []),
+        ],
+        state=State(state),
         lifespan=[lifespan],
         plugins=[OpenTelemetryPlugin(tracing)],
         request_max_body_size=settings.ingest_max_body_bytes,

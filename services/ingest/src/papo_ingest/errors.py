@@ -6,16 +6,25 @@ import logging
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from opentelemetry import trace
 
 logger = logging.getLogger(__name__)
 
 
-def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, str]]:
-    """401 from the guard, 404/405 for unknown routes, and any other deliberate HTTP error."""
-    status = "unauthorized" if error.status_code == 401 else "error"
-    return Response({"status": status, "detail": str(error.detail)}, status_code=error.status_code)
+def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
+    """401 from a guard, 404/405 for unknown routes, 400 for bad parameters, 503 from the admin API while a
+    dependency is down, and any other deliberate HTTP error."""
+    status = {401: "unauthorized", 503: "unavailable"}.get(error.status_code, "error")
+    content: dict[str, Any] = {"status": status, "detail": str(error.detail)}
+    if isinstance(error, ValidationException) and isinstance(error.extra, list):
+        # which parameter or body field was wrong, and why (never the request's values)
+        content["errors"] = [
+            {"key": item.get("key"), "message": item.get("message")}
+            for item in error.extra
+            if isinstance(item, dict)
+        ]
+    return Response(content, status_code=error.status_code)
 
 
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, str]]:
