@@ -125,6 +125,9 @@ The container's environment: what the chart owns (track, port, pod identity for 
     secretKeyRef:
       name: {{ include "papo.secretName" $root }}
       key: {{ get $root.Values.secrets.keys $var }}
+      {{- if has $var ($root.Values.secrets.optional | default list) }}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- with $c.extraEnv }}
 {{ toYaml . }}
