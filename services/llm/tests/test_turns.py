@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from papo_common.contracts import ConversationRef, Reply
+from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.metrics import LLM_TURNS
 from papo_common.redis import ConversationKeys
 from papo_llm.engines import ChatMessage, Completion, CompletionFailed
 from papo_llm.history import HistoryStore
 from papo_llm.prompt import Turn
+from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
 from papo_llm.turns import TurnTaker
 
@@ -47,18 +48,48 @@ class MemoryArchive:
         self.calls: list[dict[str, Any]] = []
 
     async def recent_turns(
-        self, conversation: ConversationRef, *, exclude_message_ids: list[str], until: datetime, max_rows: int
+        self,
+        conversation: ConversationRef,
+        *,
+        exclude_message_ids: list[str],
+        until: datetime,
+        max_rows: int,
+        carryover_turns: int = 0,
     ) -> list[Turn]:
         self.calls.append({"exclude": exclude_message_ids, "until": until, "max_rows": max_rows})
         return self.turns
 
 
-def taker(redis: Redis, prefix: str, engine: ScriptedEngine, archive: MemoryArchive | None = None):
-    settings = LlmSettings(redis_key_prefix=prefix, system_prompt="S", llm_turn_wait_seconds=2)
+def taker(
+    redis: Redis,
+    prefix: str,
+    engine: ScriptedEngine,
+    archive: MemoryArchive | None = None,
+    closed: list[SessionClosed] | None = None,
+    **overrides: Any,
+):
+    settings = LlmSettings(redis_key_prefix=prefix, system_prompt="S", llm_turn_wait_seconds=2, **overrides)
     published: list[Reply] = []
+    closed = closed if closed is not None else []
+    history = HistoryStore(redis, ttl_seconds=600, max_turns=20)
 
     async def publish(reply: Reply) -> None:
         published.append(reply)
+
+    async def publish_closed(session: SessionClosed) -> None:
+        closed.append(session)
+
+    async def forget(conversation: ConversationRef) -> None:
+        await history.forget(ConversationKeys(prefix, conversation))
+
+    sessions = SessionKeeper(
+        redis,
+        prefix,
+        idle_seconds=settings.session_idle_seconds,
+        sweep_interval=1,
+        publish=publish_closed,
+        forget=forget,
+    )
 
     turns = TurnTaker(
         settings=settings,
@@ -67,6 +98,7 @@ def taker(redis: Redis, prefix: str, engine: ScriptedEngine, archive: MemoryArch
         store=HistoryStore(redis, ttl_seconds=600, max_turns=20),
         archive=archive or MemoryArchive(),  # type: ignore[arg-type]
         publish=publish,
+        sessions=sessions,
     )
     return turns, published, HistoryStore(redis, ttl_seconds=600, max_turns=20)
 
@@ -189,3 +221,103 @@ async def test_lost_history_is_reloaded_from_the_archive_and_seeded(
     assert (await store.load(ConversationKeys(prefix, burst.conversation)))[:2] == archive.turns
     await turns.handle(make_burst(make_item("m3", "e agora", seconds=60), seq=8))
     assert len(archive.calls) == 1
+
+
+# --- a human, keywords and sessions ---------------------------------------------------------------------------
+
+
+async def test_a_paused_conversation_is_not_answered_but_remembered(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    from papo_common.control import pause
+
+    engine = ScriptedEngine()
+    turns, published, store = taker(redis, prefix, engine)
+    burst = make_burst(make_item("m1", "oi, tem bolo?"), seq=1)
+    await pause(redis, prefix, burst.conversation, seconds=60, reason="operator")
+
+    assert await turns.handle(burst) == "paused"
+    assert published == [] and engine.prompts == []
+    keys = ConversationKeys(prefix, burst.conversation)
+    assert await store.load(keys) == [Turn("user", "oi, tem bolo?")]
+    assert await turns.handle(burst) == "duplicate", "a redelivery after the pause is not answered either"
+
+
+@pytest.mark.parametrize("said", ["Atendente!", "atendênte", "  FALAR com um atendente 🙏 "])
+async def test_asking_for_a_human_pauses_the_bot_with_a_notice(
+    redis: Redis, prefix, make_burst, make_item, said: str
+) -> None:
+    from papo_common.control import paused_reason
+
+    engine = ScriptedEngine()
+    turns, published, _ = taker(redis, prefix, engine)
+    burst = make_burst(make_item("m1", "oi"), make_item("m2", said, seconds=1), seq=2)
+
+    assert await turns.handle(burst) == "human_requested"
+    [notice] = published
+    assert notice.kind == "notice" and "equipe" in notice.text
+    assert engine.prompts == [], "no model call"
+    assert await paused_reason(redis, prefix, burst.conversation) == "human_requested"
+
+
+async def test_a_keyword_inside_a_sentence_is_just_a_message(redis: Redis, prefix, make_burst, make_item) -> None:
+    engine = ScriptedEngine()
+    turns, published, _ = taker(redis, prefix, engine)
+    burst = make_burst(make_item("m1", "não preciso de atendente, só quero o preço"), seq=1)
+    assert await turns.handle(burst) == "answered"
+    assert published[0].kind == "answer"
+
+
+async def test_reset_confirms_closes_the_session_and_starts_fresh(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    engine = ScriptedEngine()
+    closed: list[SessionClosed] = []
+    turns, published, store = taker(redis, prefix, engine, closed=closed)
+    first = make_burst(make_item("m1", "meu nome é Ana"), seq=1)
+    assert await turns.handle(first) == "answered"
+    reset = make_burst(make_item("m2", "Reiniciar", seconds=5), seq=2)
+
+    assert await turns.handle(reset) == "reset"
+    assert published[-1].kind == "notice" and "encerrada" in published[-1].text
+    assert [(c.reason, c.conversation) for c in closed] == [("reset", first.conversation)]
+    keys = ConversationKeys(prefix, first.conversation)
+    assert await store.load(keys) is None, "the hot history is gone"
+    assert await store.answered_seq(keys) == 2, "but nothing will be answered twice"
+
+
+async def test_idle_sessions_close_once_with_a_record(redis: Redis, prefix, make_burst, make_item) -> None:
+    import asyncio
+
+    engine = ScriptedEngine()
+    closed: list[SessionClosed] = []
+    turns, _, store = taker(redis, prefix, engine, closed=closed, session_idle_seconds=0.3)
+    burst = make_burst(make_item("m1", "oi"), seq=1)
+    assert await turns.handle(burst) == "answered"
+    sessions = turns._sessions
+    assert await sessions.sweep() == 0, "not idle yet"
+    await asyncio.sleep(0.4)
+    assert await asyncio.gather(sessions.sweep(), sessions.sweep()) in ([1, 0], [0, 1]), "one replica closes it"
+    assert [c.reason for c in closed] == ["idle"]
+    assert await store.load(ConversationKeys(prefix, burst.conversation)) is None
+
+
+def test_a_new_session_starts_after_the_last_closing_record() -> None:
+    from papo_llm.archive import session_turns
+
+    rows = [
+        ("user", "text", "sou a Ana", None),
+        ("assistant", "text", "Oi Ana!", None),
+        ("user", "text", "quero um bolo", None),
+        ("assistant", "text", "De qual sabor?", None),
+        ("system", "session_closed", "idle", None),
+        ("user", "text", "voltei", None),
+    ]
+    assert session_turns(rows, complete=True, carryover_turns=0) == [Turn("user", "voltei")]
+    assert session_turns(rows, complete=True, carryover_turns=2) == [
+        Turn("user", "quero um bolo"),
+        Turn("assistant", "De qual sabor?"),
+        Turn("user", "voltei"),
+    ]
+    after_reset = [*rows[:4], ("system", "session_closed", "reset", None), rows[5]]
+    assert session_turns(after_reset, complete=True, carryover_turns=2) == [Turn("user", "voltei")]

@@ -5,15 +5,16 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 
 from papo_common.broker import publish
-from papo_common.contracts import Reply
+from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.db import make_engine as make_db_engine
-from papo_common.redis import make_redis
+from papo_common.redis import ConversationKeys, make_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import LLM
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import make_engine
 from papo_llm.handlers import register_handlers
 from papo_llm.history import HistoryStore
+from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
 from papo_llm.turns import TurnTaker
 
@@ -27,22 +28,37 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
     chat_engine = make_engine(settings)
     archive = HistoryArchive(database)
 
+    store = HistoryStore(
+        redis, ttl_seconds=settings.llm_history_ttl_seconds, max_turns=settings.llm_history_max_turns
+    )
+
     async def publish_reply(reply: Reply) -> None:
         await publish(broker, reply)
 
+    async def publish_closed(closed: SessionClosed) -> None:
+        await publish(broker, closed)
+
+    async def forget_history(conversation: ConversationRef) -> None:
+        await store.forget(ConversationKeys(settings.redis_key_prefix, conversation))
+
+    sessions = SessionKeeper(
+        redis,
+        settings.redis_key_prefix,
+        idle_seconds=settings.session_idle_seconds,
+        sweep_interval=settings.session_sweep_interval_seconds,
+        publish=publish_closed,
+        forget=forget_history,
+    )
     register_handlers(
         broker,
         TurnTaker(
             settings=settings,
             redis=redis,
             engine=chat_engine,
-            store=HistoryStore(
-                redis,
-                ttl_seconds=settings.llm_history_ttl_seconds,
-                max_turns=settings.llm_history_max_turns,
-            ),
+            store=store,
             archive=archive,
             publish=publish_reply,
+            sessions=sessions,
         ),
     )
 
@@ -59,6 +75,8 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         broker,
         checks={"redis": redis_ready, "postgresql": archive.ping, **chat_engine.readiness_checks()},
         on_startup=[chat_engine.start],
+        after_startup=[sessions.start],
+        on_shutdown=[sessions.stop],
         after_shutdown=[close],
     )
 

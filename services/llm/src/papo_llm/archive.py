@@ -20,6 +20,8 @@ def turn_from_row(role: str, kind: str, text: str | None, transcription_failure:
     side; a voice note shows its transcript, or the not-understood marker when transcription failed. None
     for a row with nothing to show yet (a voice note still being transcribed, a media message without text).
     """
+    if role == MessageRole.SYSTEM:
+        return None
     content = (text or "").strip()
     if kind == "audio" and role == MessageRole.USER:
         if not content and transcription_failure is None:
@@ -30,7 +32,25 @@ def turn_from_row(role: str, kind: str, text: str | None, transcription_failure:
     return Turn("user" if role == MessageRole.USER else "assistant", content)
 
 
-def turns_from_rows(rows: Sequence[tuple[str, str, str | None, str | None]], *, complete: bool) -> list[Turn]:
+Row = tuple[str, str, str | None, str | None]
+"""role, kind, text, transcription_failure"""
+
+SESSION_CLOSED = "session_closed"
+
+
+def session_turns(rows: Sequence[Row], *, complete: bool, carryover_turns: int) -> list[Turn]:
+    """The turns a new session starts with: everything after the last closing record, plus the last
+    `carryover_turns` turns before it — none when the person asked to start over."""
+    boundary = max((i for i, row in enumerate(rows) if row[1] == SESSION_CLOSED), default=None)
+    if boundary is None:
+        return turns_from_rows(rows, complete=complete)
+    current = turns_from_rows(rows[boundary + 1 :], complete=True)
+    carry = 0 if rows[boundary][2] == "reset" else carryover_turns
+    earlier = turns_from_rows(rows[:boundary], complete=complete)[-carry:] if carry else []
+    return merge_consecutive([*earlier, *current])
+
+
+def turns_from_rows(rows: Sequence[Row], *, complete: bool) -> list[Turn]:
     """Rows (oldest first) as alternating turns. When the rows are a truncated window (`complete` False),
     the oldest turn may be missing some of its messages, so it is dropped rather than shown in part."""
     turns = merge_consecutive(turn for row in rows if (turn := turn_from_row(*row)) is not None)
@@ -52,6 +72,7 @@ class HistoryArchive:
         exclude_message_ids: Sequence[str],
         until: datetime,
         max_rows: int,
+        carryover_turns: int = 0,
     ) -> list[Turn]:
         """Turns from the last `max_rows` messages sent at or before `until`, leaving out the burst being
         answered (persist may have stored it already) and anything said after it (a later burst's)."""
@@ -74,7 +95,11 @@ class HistoryArchive:
         async with self._engine.connect() as connection:
             rows = [tuple(row) for row in (await connection.execute(query)).all()]
         rows.reverse()
-        return turns_from_rows(rows, complete=len(rows) < max_rows)  # type: ignore[arg-type]
+        return session_turns(
+            rows,  # type: ignore[arg-type]
+            complete=len(rows) < max_rows,
+            carryover_turns=carryover_turns,
+        )
 
     async def ping(self) -> None:
         """Readiness: PostgreSQL answers a query."""

@@ -106,6 +106,10 @@ class HistoryStore:
         )
         return bool(appended)
 
+    async def forget(self, keys: ConversationKeys) -> None:
+        """Drop the hot history (a session closed). The answered watermark stays, so nothing is answered twice."""
+        await self._redis.delete(keys.history, keys.scoped(HISTORY_SEQ_SUFFIX))
+
     async def answered_seq(self, keys: ConversationKeys) -> int:
         """The highest `inbound_seq` of a burst already answered (0 when none)."""
         return int(await self._redis.get(keys.answered_seq) or 0)

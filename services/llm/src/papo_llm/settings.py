@@ -81,6 +81,33 @@ class LlmSettings(DatabaseSettings):
     llm_turn_wait_seconds: float = Field(default=300.0, gt=0)
     """How long a burst waits for its conversation's turn before it is handed back for redelivery."""
 
+    reset_keywords: list[str] = ["reiniciar", "recomeçar", "encerrar", "nova conversa", "reset"]
+    """A message that is exactly one of these (case, accents and punctuation aside) starts the conversation
+    over: the bot confirms and the next message opens a new session. JSON list in `PAPO_RESET_KEYWORDS`."""
+    human_keywords: list[str] = [
+        "atendente",
+        "humano",
+        "falar com atendente",
+        "falar com um atendente",
+        "falar com humano",
+        "falar com uma pessoa",
+    ]
+    """A message that is exactly one of these asks for a human: the bot says so and pauses."""
+    reset_reply: str = Field(
+        default="Prontinho, conversa encerrada! Quando quiser, é só mandar uma nova mensagem. 👋", min_length=1
+    )
+    human_reply: str = Field(
+        default="Certo! Vou chamar alguém da nossa equipe, que vai te responder por aqui em breve. 🙋",
+        min_length=1,
+    )
+    human_pause_seconds: float = Field(default=3600.0, gt=0)
+    """How long the bot stays quiet after a person asked for a human (an operator's message renews it)."""
+    session_idle_seconds: float = Field(default=86_400.0, gt=0)
+    """A conversation idle this long closes its session: the hot history goes and a closing record is kept."""
+    session_carryover_turns: int = Field(default=4, ge=0)
+    """Turns of earlier sessions the llm still sees when a new session starts (0: a clean slate)."""
+    session_sweep_interval_seconds: float = Field(default=30.0, gt=0)
+
     @property
     def engine(self) -> EngineName:
         """The engine to run: `PAPO_LLM_ENGINE` when set; otherwise `local` when no API key is configured and

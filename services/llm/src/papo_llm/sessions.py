@@ -1,0 +1,120 @@
+"""Sessions: a conversation idle for `PAPO_SESSION_IDLE_SECONDS` closes, and a closing record is persisted.
+
+Every answered burst marks its conversation active in one Redis sorted set (score: Redis time). Each replica
+runs a sweep loop that claims idle conversations atomically — with a lease, so a replica that dies mid-close
+leaves the claim to another — publishes `SessionClosed`, and forgets the hot history. The next message
+starts a new session, whose context the llm rebuilds from PostgreSQL after the last closing record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from papo_common.contracts import CloseReason, ConversationRef, SessionClosed, utcnow
+
+logger = logging.getLogger(__name__)
+
+PublishClosed = Callable[[SessionClosed], Awaitable[None]]
+ForgetHistory = Callable[[ConversationRef], Awaitable[None]]
+
+# KEYS: active. ARGV: member
+_TOUCH = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+return 1
+"""
+
+# KEYS: active closing. ARGV: idle seconds, lease seconds, limit. Moves idle members (and expired claims) to
+# `closing` with a fresh lease and returns them: exactly one replica gets each.
+_CLAIM_IDLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local claimed = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), member)
+  table.insert(claimed, member)
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), member)
+  table.insert(claimed, member)
+end
+return claimed
+"""
+
+_LEASE_SECONDS = 60
+_BATCH = 100
+
+
+def _member(conversation: ConversationRef) -> str:
+    return json.dumps([conversation.instance, conversation.user_id], separators=(",", ":"))
+
+
+class SessionKeeper:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        idle_seconds: float,
+        sweep_interval: float,
+        publish: PublishClosed,
+        forget: ForgetHistory,
+    ) -> None:
+        self._redis = redis
+        self._active = f"{prefix}:sessions:active"
+        self._closing = f"{prefix}:sessions:closing"
+        self._idle = idle_seconds
+        self._interval = sweep_interval
+        self._publish = publish
+        self._forget = forget
+        self._touch: Any = redis.register_script(_TOUCH)
+        self._claim: Any = redis.register_script(_CLAIM_IDLE)
+        self._task: asyncio.Task[None] | None = None
+
+    async def touch(self, conversation: ConversationRef) -> None:
+        """The conversation had a turn just now."""
+        await self._touch(keys=[self._active], args=[_member(conversation)])
+
+    async def close(self, conversation: ConversationRef, reason: CloseReason) -> None:
+        """Close a session now (the person asked to start over): record it and forget the hot history."""
+        await self._publish(SessionClosed(conversation=conversation, reason=reason, closed_at=utcnow()))
+        await self._forget(conversation)
+        await self._redis.zrem(self._active, _member(conversation))
+
+    async def sweep(self) -> int:
+        """Close every idle session; returns how many were closed."""
+        claimed = await self._claim(keys=[self._active, self._closing], args=[self._idle, _LEASE_SECONDS, _BATCH])
+        for member in claimed:
+            instance, user_id = json.loads(member)
+            conversation = ConversationRef(instance=instance, user_id=user_id)
+            await self._publish(SessionClosed(conversation=conversation, reason="idle", closed_at=utcnow()))
+            await self._forget(conversation)
+            await self._redis.zrem(self._closing, member)
+            logger.info("session closed after being idle", extra={"conversation": conversation.key})
+        return len(claimed)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("closing idle sessions failed; the claims will be retried")
+            await asyncio.sleep(self._interval)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="llm-session-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
