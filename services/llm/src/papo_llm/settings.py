@@ -81,17 +81,17 @@ class LlmSettings(DatabaseSettings):
     llm_turn_wait_seconds: float = Field(default=300.0, gt=0)
     """How long a burst waits for its conversation's turn before it is handed back for redelivery."""
 
-    reset_keywords: list[str] = ["reiniciar", "recomeçar", "encerrar", "nova conversa", "reset"]
+    reset_keywords: tuple[str, ...] = ("reiniciar", "recomeçar", "encerrar", "nova conversa", "reset")
     """A message that is exactly one of these (case, accents and punctuation aside) starts the conversation
     over: the bot confirms and the next message opens a new session. JSON list in `PAPO_RESET_KEYWORDS`."""
-    human_keywords: list[str] = [
+    human_keywords: tuple[str, ...] = (
         "atendente",
         "humano",
         "falar com atendente",
         "falar com um atendente",
         "falar com humano",
         "falar com uma pessoa",
-    ]
+    )
     """A message that is exactly one of these asks for a human: the bot says so and pauses."""
     reset_reply: str = Field(
         default="Prontinho, conversa encerrada! Quando quiser, é só mandar uma nova mensagem. 👋", min_length=1
