@@ -88,6 +88,8 @@ async def test_every_service_exposes_the_metrics_dashboards_and_alerts_query(sta
         assert series in scraped[service], f"{service} does not expose {series}"
     for service in ("debounce", "transcribe", "llm", "persist", "deliver"):
         assert "faststream_received_messages_total" in scraped[service], service
+    assert "faststream_published_messages_total" in scraped["ingest"]
+    assert "litestar_requests_total" in scraped["ingest"], "Litestar's own HTTP metrics"
     everything = set().union(*scraped.values())
     used = {line.strip() for line in METRICS_USED_BY_CHART.read_text().splitlines() if line.strip()}
     missing = sorted(name for name in used if not name.startswith("rabbitmq_") and name not in everything)

@@ -84,3 +84,40 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
 async def _when(awaitable, check):  # type: ignore[no-untyped-def]
     value = await awaitable
     return value if check(value) else None
+
+
+async def test_text_voice_text_is_one_ordered_prompt_and_one_reply(stack: Stack) -> None:
+    import base64
+    from pathlib import Path
+
+    from papo_testing.webhooks import audio_webhook
+
+    number = "5511955550001"
+    note = Path(__file__).parents[1] / "fixtures" / "audio" / "pt_pizza.ogg"
+    now = int(time.time())
+    webhooks = [
+        text_webhook(stack.instance, "3EB0M1", "oi", now - 3, number=number),
+        audio_webhook(
+            stack.instance,
+            "3EB0M2",
+            now - 2,
+            base64=base64.b64encode(note.read_bytes()).decode(),
+            number=number,
+        ),
+        text_webhook(stack.instance, "3EB0M3", "e aí?", now - 1, number=number),
+    ]
+    async with httpx.AsyncClient(headers={"x-papo-token": stack.webhook_token}) as client:
+        # the voice note is posted last: arrival order is not send order
+        for body in (webhooks[0], webhooks[2], webhooks[1]):
+            assert (await client.post(stack.webhook_url(), json=body)).json()["status"] == "accepted"
+
+    async def sent():  # type: ignore[no-untyped-def]
+        return [s for s in stack.evolution.sent_texts(stack.instance) if s.number.startswith(number)]
+
+    await wait_until(sent, timeout=90)
+    await asyncio.sleep(2.0)
+    assert len(await sent()) == 1, "one answer for the whole burst"
+    [request] = [r for r in stack.openai.requests if "e aí?" in r.last_user_message]
+    lines = request.last_user_message.splitlines()
+    assert lines[0] == "oi" and lines[2] == "e aí?"
+    assert lines[1].startswith("🎤 ") and "pizza" in lines[1].lower(), lines[1]

@@ -18,6 +18,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig
 from pydantic import ValidationError
 
 from papo_common.broker import publish
@@ -119,6 +120,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         state=State(state),
         lifespan=[lifespan],
         plugins=[OpenTelemetryPlugin(tracing)],
+        # Litestar's own HTTP metrics (requests, latency, in progress by path and status), served on /metrics
+        # with papo's
+        middleware=[
+            PrometheusConfig(
+                app_name="papo-ingest", prefix="litestar", exclude=list(OPS_PATHS), group_path=True
+            ).middleware
+        ],
         request_max_body_size=settings.ingest_max_body_bytes,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         openapi_config=None,
