@@ -22,47 +22,17 @@ from papo_common.contracts import Burst, BurstItem, ConversationRef, Reply
 from papo_common.topology import EXCHANGE, RoutingKey, declare_topology
 from papo_llm.app import create_app
 from papo_llm.settings import LlmSettings
+from papo_testing.tiny_models import build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-layer random Llama whose zeroed final norm makes greedy decoding repeat token 0, "papo"."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-chat-model")
-    vocab = {w: i for i, w in enumerate(["papo", "<unk>", "<|im_start|>", "<|im_end|>", "user", "system"])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.add_special_tokens(["<unk>", "<|im_start|>", "<|im_end|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>")
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=False,
-        eos_token_id=vocab["<|im_end|>"],
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.model.norm.weight.zero_()
-    model.save_pretrained(folder)
-    return folder
+    """A one-layer random Llama whose greedy answer repeats "papo"."""
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
 
 
 @pytest.fixture

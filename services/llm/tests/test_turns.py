@@ -260,7 +260,9 @@ async def test_asking_for_a_human_pauses_the_bot_with_a_notice(
     assert await paused_reason(redis, prefix, burst.conversation) == "human_requested"
 
 
-async def test_a_keyword_inside_a_sentence_is_just_a_message(redis: Redis, prefix, make_burst, make_item) -> None:
+async def test_a_keyword_inside_a_sentence_is_just_a_message(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
     engine = ScriptedEngine()
     turns, published, _ = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "não preciso de atendente, só quero o preço"), seq=1)
@@ -297,7 +299,9 @@ async def test_idle_sessions_close_once_with_a_record(redis: Redis, prefix, make
     sessions = turns._sessions
     assert await sessions.sweep() == 0, "not idle yet"
     await asyncio.sleep(0.4)
-    assert await asyncio.gather(sessions.sweep(), sessions.sweep()) in ([1, 0], [0, 1]), "one replica closes it"
+    assert await asyncio.gather(sessions.sweep(), sessions.sweep()) in ([1, 0], [0, 1]), (
+        "one replica closes it"
+    )
     assert [c.reason for c in closed] == ["idle"]
     assert await store.load(ConversationKeys(prefix, burst.conversation)) is None
 

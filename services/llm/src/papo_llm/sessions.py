@@ -91,7 +91,9 @@ class SessionKeeper:
 
     async def sweep(self) -> int:
         """Close every idle session; returns how many were closed."""
-        claimed = await self._claim(keys=[self._active, self._closing], args=[self._idle, _LEASE_SECONDS, _BATCH])
+        claimed = await self._claim(
+            keys=[self._active, self._closing], args=[self._idle, _LEASE_SECONDS, _BATCH]
+        )
         for member in claimed:
             instance, user_id = json.loads(member)
             conversation = ConversationRef(instance=instance, user_id=user_id)

@@ -94,7 +94,8 @@ class LlmSettings(DatabaseSettings):
     )
     """A message that is exactly one of these asks for a human: the bot says so and pauses."""
     reset_reply: str = Field(
-        default="Prontinho, conversa encerrada! Quando quiser, é só mandar uma nova mensagem. 👋", min_length=1
+        default="Prontinho, conversa encerrada! Quando quiser, é só mandar uma nova mensagem. 👋",
+        min_length=1,
     )
     human_reply: str = Field(
         default="Certo! Vou chamar alguém da nossa equipe, que vai te responder por aqui em breve. 🙋",
