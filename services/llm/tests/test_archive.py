@@ -111,3 +111,47 @@ async def test_recent_turns_exclude_the_burst_later_messages_and_other_conversat
         Turn("user", "e o horário?")
     ]
     await HistoryArchive(engine).ping()
+
+
+async def test_a_reset_written_just_after_the_burst_was_sent_still_starts_a_new_session(
+    engine: AsyncEngine, make_burst, make_item
+) -> None:
+    from papo_common.contracts import ConversationRef as Ref
+
+    burst = make_burst(make_item("new-1", "oi", seconds=10))
+    me = Ref(instance="reset-race", user_id=burst.conversation.user_id)
+    t0 = burst.items[0].sent_at
+    async with engine.begin() as connection:
+        conversation_id = (
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                ),
+                {"i": me.instance, "u": me.user_id},
+            )
+        ).scalar_one()
+        # messageTimestamp has one-second resolution: the close can be stamped after the next message
+        for external_id, role, kind, body, offset in [
+            ("old-1", "user", "text", "quero um bolo de fubá", -20.0),
+            ("r-1", "assistant", "text", "De que tamanho?", -19.0),
+            ("close", "system", "session_closed", "reset", 0.6),
+        ]:
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
+                    " VALUES (:c, :i, :e, :r, :k, :t, :s)"
+                ),
+                {
+                    "c": conversation_id,
+                    "i": me.instance,
+                    "e": external_id,
+                    "r": role,
+                    "k": kind,
+                    "t": body,
+                    "s": t0 + timedelta(seconds=offset),
+                },
+            )
+    turns = await HistoryArchive(engine).recent_turns(
+        me, exclude_message_ids=["new-1"], until=t0, max_rows=50, carryover_turns=4
+    )
+    assert turns == [], "nothing from before the reset"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -86,7 +86,9 @@ class HistoryArchive:
             .where(
                 col(Conversation.instance) == conversation.instance,
                 col(Conversation.user_id) == conversation.user_id,
-                col(Message.sent_at) <= until,
+                # a closing record counts even when written after the burst's last message was sent: the
+                # burst is being answered after the close, so it belongs to the new session
+                or_(col(Message.sent_at) <= until, col(Message.kind) == SESSION_CLOSED),
                 col(Message.external_id).not_in(list(exclude_message_ids)),
             )
             .order_by(col(Message.sent_at).desc(), col(Message.id).desc())
