@@ -24,7 +24,7 @@ class Collector:
 
 def flusher_for(store: DebounceStore) -> tuple[Flusher, Collector]:
     collected = Collector()
-    return Flusher(store, collected, poll_interval=0.05), collected
+    return Flusher(store, collected), collected
 
 
 async def test_quiet_window_flushes_one_ordered_burst(store: DebounceStore) -> None:
@@ -149,7 +149,7 @@ async def test_publisher_crash_is_recovered_with_the_same_burst(store: DebounceS
     async def crash(burst: Burst) -> None:
         raise ConnectionError("broker went away")
 
-    crashed = Flusher(store, crash, poll_interval=0.05)
+    crashed = Flusher(store, crash)
     assert await crashed.flush_due() == 0
     survivor, out = flusher_for(store)
     assert await survivor.flush_due() == 0, "the claim is leased to the crashed replica for a while"
@@ -171,7 +171,7 @@ async def test_next_burst_waits_for_the_previous_publish(
 
     await store.add_message(text_message("A", "primeiro", seconds=1))
     await asyncio.sleep(0.5)
-    first = asyncio.create_task(Flusher(store, slow, poll_interval=0.05).flush_due())
+    first = asyncio.create_task(Flusher(store, slow).flush_due())
     await asyncio.sleep(0.1)
     await store.add_message(text_message("B", "segundo", seconds=2))
     await asyncio.sleep(0.5)

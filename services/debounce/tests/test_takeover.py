@@ -32,7 +32,7 @@ class Setup:
         async def is_paused(conversation: ConversationRef) -> str | None:
             return await paused_reason(redis, settings.redis_key_prefix, conversation)
 
-        self.flusher = Flusher(store, collect, poll_interval=0.05, is_paused=is_paused)
+        self.flusher = Flusher(store, collect, is_paused=is_paused)
 
 
 async def test_operator_message_pauses_and_drops_the_pending_burst(

@@ -86,7 +86,6 @@ def taker(
         redis,
         prefix,
         idle_seconds=settings.session_idle_seconds,
-        sweep_interval=1,
         publish=publish_closed,
         forget=forget,
     )

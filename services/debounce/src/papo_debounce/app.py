@@ -7,6 +7,7 @@ from faststream.asgi import AsgiFastStream
 from papo_common.broker import publish, subscribe
 from papo_common.contracts import Burst
 from papo_common.control import paused_reason
+from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DEBOUNCE
@@ -28,8 +29,11 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     flusher = Flusher(
         store,
         publish_burst,
-        poll_interval=settings.debounce_poll_interval_ms / 1000,
         is_paused=lambda conversation: paused_reason(redis, settings.redis_key_prefix, conversation),
+    )
+    # no timer per conversation: every replica polls Redis for due bursts and claims them atomically
+    flush_loop = Periodic(
+        "debounce-flusher", flusher.flush_due, interval=settings.debounce_poll_interval_ms / 1000
     )
     debouncer = Debouncer(store, redis, settings)
 
@@ -37,17 +41,11 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     async def on_message(message: DebounceInput) -> None:
         await debouncer.handle(message)
 
-    async def start_flusher() -> None:
-        flusher.start()
-
-    async def stop_flusher() -> None:
-        await flusher.stop()
-
     return consumer_app(
         broker,
         checks={"redis": redis.ping},
-        after_startup=[start_flusher],
-        on_shutdown=[stop_flusher],
+        after_startup=[flush_loop.start],
+        on_shutdown=[flush_loop.stop],
         after_shutdown=[redis.aclose],
     )
 

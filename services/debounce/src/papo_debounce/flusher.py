@@ -9,7 +9,6 @@ publishes the same burst (same `burst_id`) again — downstream deduplicates it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -32,7 +31,6 @@ async def _never_paused(conversation: ConversationRef) -> None:
 
 
 _MAX_CONCURRENT_FLUSHES = 16
-_MAX_ERROR_BACKOFF_SECONDS = 5.0
 
 
 class Flusher:
@@ -41,16 +39,12 @@ class Flusher:
         store: DebounceStore,
         publish: Publish,
         *,
-        poll_interval: float,
         is_paused: IsPaused = _never_paused,
     ) -> None:
         self._store = store
         self._publish = publish
         self._is_paused = is_paused
-        self._poll_interval = poll_interval
-        self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_FLUSHES)
-        self.last_tick_ok = False
 
     async def flush_due(self) -> int:
         """One pass: publish every due burst and every burst whose publisher's lease expired."""
@@ -102,28 +96,3 @@ class Flusher:
             extra={"burst_id": burst.burst_id, "messages": len(burst.items), "reason": burst.reason},
         )
         return True
-
-    async def run(self) -> None:
-        backoff = self._poll_interval
-        while True:
-            try:
-                await self.flush_due()
-            except Exception:
-                self.last_tick_ok = False
-                logger.exception("debounce flush loop failed; retrying")
-                backoff = min(backoff * 2, _MAX_ERROR_BACKOFF_SECONDS)
-                await asyncio.sleep(backoff)
-                continue
-            self.last_tick_ok = True
-            backoff = self._poll_interval
-            await asyncio.sleep(self._poll_interval)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="debounce-flusher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

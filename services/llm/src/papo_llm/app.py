@@ -7,6 +7,7 @@ from faststream.asgi import AsgiFastStream
 from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.db import make_engine as make_db_engine
+from papo_common.periodic import Periodic
 from papo_common.redis import ConversationKeys, make_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import LLM
@@ -45,9 +46,11 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         redis,
         settings.redis_key_prefix,
         idle_seconds=settings.session_idle_seconds,
-        sweep_interval=settings.session_sweep_interval_seconds,
         publish=publish_closed,
         forget=forget_history,
+    )
+    sweeper = Periodic(
+        "llm-session-sweeper", sessions.sweep, interval=settings.session_sweep_interval_seconds
     )
     register_handlers(
         broker,
@@ -75,8 +78,8 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         broker,
         checks={"redis": redis_ready, "postgresql": archive.ping, **chat_engine.readiness_checks()},
         on_startup=[chat_engine.start],
-        after_startup=[sessions.start],
-        on_shutdown=[sessions.stop],
+        after_startup=[sweeper.start],
+        on_shutdown=[sweeper.stop],
         after_shutdown=[close],
     )
 

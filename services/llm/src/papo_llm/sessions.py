@@ -1,15 +1,13 @@
 """Sessions: a conversation idle for `PAPO_SESSION_IDLE_SECONDS` closes, and a closing record is persisted.
 
-Every answered burst marks its conversation active in one Redis sorted set (score: Redis time). Each replica
-runs a sweep loop that claims idle conversations atomically — with a lease, so a replica that dies mid-close
-leaves the claim to another — publishes `SessionClosed`, and forgets the hot history. The next message
+Every answered burst marks its conversation active in one Redis sorted set (score: Redis time). Every
+replica runs `sweep` periodically: it claims idle conversations atomically — with a lease, so a replica that
+dies mid-close leaves the claim to another — publishes `SessionClosed`, and forgets the hot history. The next message
 starts a new session, whose context the llm rebuilds from PostgreSQL after the last closing record.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -64,7 +62,6 @@ class SessionKeeper:
         prefix: str,
         *,
         idle_seconds: float,
-        sweep_interval: float,
         publish: PublishClosed,
         forget: ForgetHistory,
     ) -> None:
@@ -72,12 +69,10 @@ class SessionKeeper:
         self._active = f"{prefix}:sessions:active"
         self._closing = f"{prefix}:sessions:closing"
         self._idle = idle_seconds
-        self._interval = sweep_interval
         self._publish = publish
         self._forget = forget
         self._touch: Any = redis.register_script(_TOUCH)
         self._claim: Any = redis.register_script(_CLAIM_IDLE)
-        self._task: asyncio.Task[None] | None = None
 
     async def touch(self, conversation: ConversationRef) -> None:
         """The conversation had a turn just now."""
@@ -102,21 +97,3 @@ class SessionKeeper:
             await self._redis.zrem(self._closing, member)
             logger.info("session closed after being idle", extra={"conversation": conversation.key})
         return len(claimed)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("closing idle sessions failed; the claims will be retried")
-            await asyncio.sleep(self._interval)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="llm-session-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
