@@ -1,0 +1,76 @@
+"""What papo itself sent through Evolution API, so its echo is never taken for a human at the business.
+
+Evolution may emit `send.message` (and other linked devices a `fromMe` upsert) before its `sendText` HTTP call
+answers with the message id. So deliver first `expect`s the text (a hash, kept for a short while), then `record`s
+the id; an echo is papo's own when either is known for that chat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from redis.asyncio import Redis
+
+EXPECTED_TEXT_TTL_SECONDS = 15 * 60
+
+
+def _chat(chat_jid: str) -> str:
+    """The user part of a JID: Evolution's channels spell one chat as `5511...@s.whatsapp.net`, bare digits, or
+    with a device suffix."""
+    return chat_jid.split("@", 1)[0].split(":", 1)[0]
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.strip().encode()).hexdigest()
+
+
+class OwnSends:
+    """Ids and pending texts of papo's own sends, per instance and chat, in Redis."""
+
+    def __init__(self, redis: Redis, prefix: str, *, ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+
+    def _key(self, instance: str, chat_jid: str, kind: str, value: str) -> str:
+        return f"{self._prefix}:own:{instance}:{_chat(chat_jid)}:{kind}:{value}"
+
+    async def expect(self, instance: str, chat_jid: str, text: str) -> None:
+        """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's."""
+        await self._redis.set(
+            self._key(instance, chat_jid, "text", _text_hash(text)), b"1", ex=EXPECTED_TEXT_TTL_SECONDS
+        )
+
+    async def record(self, instance: str, chat_jid: str, message_id: str) -> None:
+        """Call once `sendText` returned the message id (`key.id`)."""
+        await self._redis.set(self._key(instance, chat_jid, "id", message_id), b"1", ex=self._ttl)
+
+    async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
+        """True when papo sent this message: its id was recorded, or its text was expected in this chat."""
+        id_key = self._key(instance, chat_jid, "id", message_id)
+        if await self._redis.exists(id_key):
+            return True
+        if text is None or not await self._redis.exists(
+            self._key(instance, chat_jid, "text", _text_hash(text))
+        ):
+            return False
+        # Later echoes of the same message (send.message, then a linked device's upsert) match by id.
+        await self._redis.set(id_key, b"1", ex=self._ttl)
+        return True
+
+
+def _instance_state_key(prefix: str, instance: str) -> str:
+    return f"{prefix}:instance:{instance}:state"
+
+
+async def instance_state(redis: Redis, prefix: str, instance: str) -> str | None:
+    """The instance's last `connection.update` state (`open`, `connecting`, `close`), or None if never seen."""
+    raw = await redis.get(_instance_state_key(prefix, instance))
+    if raw is None:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+async def set_instance_state(redis: Redis, prefix: str, instance: str, state: str) -> None:
+    """Written by ingest on each `connection.update`; deliver holds replies while it reads `close`."""
+    await redis.set(_instance_state_key(prefix, instance), state.encode())
