@@ -36,7 +36,8 @@ if ! port_open 6379; then
   command -v redis-server >/dev/null || apt_install redis-server
   log "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+  # An append-only file, fsynced every second: papo's guarantees assume Redis survives a restart.
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly yes --appendfsync everysec \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis 30 redis-cli -h 127.0.0.1 ping
 fi

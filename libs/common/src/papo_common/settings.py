@@ -29,6 +29,9 @@ class PapoSettings(BaseSettings):
     service_track: str = "stable"
     """`stable` or `canary`: a label on metrics and traces so a canary can be compared with stable."""
     redis_key_prefix: str = "papo"
+    redis_allow_volatile: bool = False
+    """Start in production although Redis has no append-only file: buffered bursts, dedupe marks and the
+    delivery ledger then die with a Redis restart (see the README's guarantees)."""
 
     def refuse_placeholder(self, name: str, value: SecretStr | None) -> None:
         """Outside development a secret must be set to something real."""

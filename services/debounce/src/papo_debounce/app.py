@@ -9,6 +9,7 @@ from papo_common.contracts import Burst
 from papo_common.control import paused_reason
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
+from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DEBOUNCE
 from papo_debounce.flusher import Flusher
@@ -52,4 +53,6 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
 
 def main() -> None:
     settings = DebounceSettings()
-    serve(create_app(settings), settings)
+    app = create_app(settings)
+    require_durable_redis(settings)
+    serve(app, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
+from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_deliver.handlers import register_handlers
 from papo_deliver.runtime import DeliverRuntime
@@ -25,4 +26,6 @@ def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
 
 def main() -> None:
     settings = DeliverSettings()
-    serve(create_app(settings), settings)
+    app = create_app(settings)
+    require_durable_redis(settings)
+    serve(app, settings)

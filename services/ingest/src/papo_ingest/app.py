@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from papo_common.broker import publish
 from papo_common.redis import make_redis
+from papo_common.redis_durability import require_durable_redis
 from papo_common.service import make_service_broker
 from papo_common.telemetry import setup_tracing
 from papo_ingest.admin import admin_api, announce
@@ -158,8 +159,10 @@ def main() -> None:
         for problem in error.errors(include_input=False, include_url=False):
             print(f"papo-ingest: invalid settings: {problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
+    app = create_app(settings)
+    require_durable_redis(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.ingest_port,
         log_config=None,

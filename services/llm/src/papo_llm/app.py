@@ -9,6 +9,7 @@ from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.db import make_engine as make_db_engine
 from papo_common.periodic import Periodic
 from papo_common.redis import ConversationKeys, make_redis
+from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import LLM
 from papo_llm.archive import HistoryArchive
@@ -87,4 +88,6 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
 def main() -> None:
     """Run the llm service (`papo run llm`)."""
     settings = LlmSettings()
-    serve(create_app(settings), settings)
+    app = create_app(settings)
+    require_durable_redis(settings)
+    serve(app, settings)
