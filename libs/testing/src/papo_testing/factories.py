@@ -9,6 +9,10 @@ from papo_common.contracts import AudioAttachment, ConversationRef, InboundMessa
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 """A fixed `messageTimestamp` origin; `seconds=` offsets from it."""
 
+RECEIVED_AFTER = timedelta(seconds=1)
+"""How long after it was sent a factory message reaches papo, unless `received_at` says otherwise: the
+messages stay fresh whatever today's date is."""
+
 ANA = ConversationRef(instance="loja", user_id="5511999990000@s.whatsapp.net")
 
 
@@ -18,7 +22,9 @@ def text_message(
     seconds: float = 0,
     conversation: ConversationRef = ANA,
     push_name: str = "Ana",
+    received_at: datetime | None = None,
 ) -> InboundMessage:
+    sent_at = T0 + timedelta(seconds=seconds)
     return InboundMessage(
         conversation=conversation,
         message_id=message_id,
@@ -26,21 +32,26 @@ def text_message(
         push_name=push_name,
         kind="text",
         text=body,
-        sent_at=T0 + timedelta(seconds=seconds),
-        received_at=datetime.now(UTC),
+        sent_at=sent_at,
+        received_at=received_at or sent_at + RECEIVED_AFTER,
     )
 
 
 def audio_message(
-    message_id: str, seconds: float = 0, conversation: ConversationRef = ANA, base64: str | None = "T2dnUw=="
+    message_id: str,
+    seconds: float = 0,
+    conversation: ConversationRef = ANA,
+    base64: str | None = "T2dnUw==",
+    received_at: datetime | None = None,
 ) -> InboundMessage:
+    sent_at = T0 + timedelta(seconds=seconds)
     return InboundMessage(
         conversation=conversation,
         message_id=message_id,
         chat_id=conversation.user_id,
         kind="audio",
-        sent_at=T0 + timedelta(seconds=seconds),
-        received_at=datetime.now(UTC),
+        sent_at=sent_at,
+        received_at=received_at or sent_at + RECEIVED_AFTER,
         audio=AudioAttachment(
             mimetype="audio/ogg; codecs=opus",
             seconds=4,
