@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from papo_common.contracts import Contract
 from papo_common.errors import PermanentError
 from papo_common.metrics import DEAD_LETTERS
-from papo_common.topology import EXCHANGE, ServiceQueue, routing_key_for
+from papo_common.resilience import redelivery_middleware
+from papo_common.topology import EXCHANGE, SERVICE_QUEUES, ServiceQueue, routing_key_for
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
@@ -60,8 +61,9 @@ def make_broker(
     middlewares: Sequence[Any] = (),
     app_id: str = "papo",
 ) -> RabbitBroker:
-    """A broker with publisher confirms, unroutable-publish errors, a bounded prefetch, and poison handling."""
-    return RabbitBroker(
+    """A broker with publisher confirms, unroutable-publish errors, a bounded prefetch, poison handling, and
+    redelivery with backoff when a dependency is down."""
+    broker = RabbitBroker(
         settings.rabbitmq_url.get_secret_value(),
         default_channel=Channel(
             prefetch_count=settings.prefetch,
@@ -73,6 +75,10 @@ def make_broker(
         graceful_timeout=30.0,
         log_level=logging.DEBUG,
     )
+    broker.add_middleware(
+        redelivery_middleware(broker, SERVICE_QUEUES, horizon_seconds=settings.redelivery_horizon_seconds)
+    )
+    return broker
 
 
 def subscribe(broker: RabbitBroker, service_queue: ServiceQueue, **kwargs: Any) -> RabbitSubscriber:

@@ -21,6 +21,9 @@ class PapoSettings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     prefetch: int = Field(default=16, ge=1, le=1000)
     """Unacknowledged messages per consumer: bounded so one pod never hoards the backlog."""
+    redelivery_horizon_seconds: float = Field(default=1800.0, gt=0)
+    """How long a message keeps being redelivered with backoff while a dependency is down, counted from its
+    first such failure; after that it is dead-lettered (`papo_common.resilience`)."""
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     http_port: int = Field(default=8000, ge=1, le=65535)
     """Port of the health, readiness and /metrics endpoints."""

@@ -44,6 +44,9 @@ class ServiceQueue:
     binds: tuple[str, ...]
     delivery_limit: int = 5
     extra_arguments: dict[str, Any] = field(default_factory=dict)
+    retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 300.0)
+    """The waits of successive redeliveries after a dependency outage (`papo_common.resilience`), the last
+    one repeated until the redelivery horizon."""
 
     @property
     def name(self) -> str:
@@ -66,6 +69,29 @@ class ServiceQueue:
             **self.extra_arguments,
         }
         return RabbitQueue(self.name, queue_type=QueueType.QUORUM, durable=True, arguments=arguments)
+
+    def retry_queue_name(self, delay_seconds: float) -> str:
+        return f"{self.name}.retry.{int(delay_seconds * 1000)}ms"
+
+    @property
+    def retry_queues(self) -> tuple[RabbitQueue, ...]:
+        """One queue per redelivery delay, with no consumer: a message waits there for the queue's TTL, then
+        dead-letters (through the default exchange) back into this service's queue only."""
+        return tuple(
+            RabbitQueue(
+                self.retry_queue_name(delay),
+                queue_type=QueueType.QUORUM,
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.name,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+            for delay in self.retry_delays_seconds
+        )
 
     @property
     def dead_letter_queue(self) -> RabbitQueue:
@@ -137,3 +163,5 @@ async def declare_topology(broker: RabbitBroker) -> None:
         queue = await broker.declare_queue(service_queue.queue)
         for routing_key in service_queue.binds:
             await queue.bind(exchange, routing_key=routing_key)
+        for retry_queue in service_queue.retry_queues:
+            await broker.declare_queue(retry_queue)
