@@ -38,6 +38,13 @@ def setup_tracing(
     return _provider
 
 
+def exporting_traces() -> bool:
+    """Whether an OTLP endpoint is configured. Without one, spans reach nobody: don't create them."""
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
 def tracer(name: str) -> trace.Tracer:
     """A tracer from papo's provider (falls back to the global one before setup)."""
     return (_provider or trace.get_tracer_provider()).get_tracer(name)
