@@ -22,7 +22,7 @@ from papo_common.broker import make_broker
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
-from papo_common.telemetry import setup_tracing
+from papo_common.telemetry import setup_tracing, tracing_enabled
 from papo_common.topology import declare_topology
 
 logger = logging.getLogger(__name__)
@@ -34,16 +34,18 @@ _CHECK_TIMEOUT_SECONDS = 2.0
 
 
 def make_service_broker(service: str, settings: PapoSettings) -> RabbitBroker:
-    """The service's broker, with logging configured and tracing and Prometheus middlewares installed."""
+    """The service's broker, with logging configured and the Prometheus middleware installed, and the tracing
+    middleware too when tracing is on (without an exporter it would only make spans nobody receives)."""
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, track=settings.service_track
     )
     provider = setup_tracing(service, track=settings.service_track)
+    tracing = (RabbitTelemetryMiddleware(tracer_provider=provider),) if tracing_enabled() else ()
     return make_broker(
         settings,
         app_id=f"papo-{service}",
         middlewares=(
-            RabbitTelemetryMiddleware(tracer_provider=provider),
+            *tracing,
             RabbitPrometheusMiddleware(registry=REGISTRY, app_name=f"papo-{service}"),
         ),
     )
