@@ -64,6 +64,9 @@ async def _receive(
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return answer(Outcome("rejected", "bad_json", "the body is not valid JSON"))
+    except RecursionError:
+        # msgspec recurses once per level: about a thousand nested arrays or objects exhaust the stack
+        return answer(Outcome("rejected", "bad_json", "the body is nested too deeply"))
     return answer(await intake.receive(body, path_event=path_event))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 def _require_utc(value: datetime) -> datetime:
@@ -22,6 +22,36 @@ UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
 """A datetime that is always timezone-aware and normalised to UTC."""
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+# The widths of the database's columns (`papo_common.db.models` uses these same constants), so whatever a
+# contract accepts, PostgreSQL stores.
+INSTANCE_MAX_LENGTH = 128
+JID_MAX_LENGTH = 128
+MESSAGE_ID_MAX_LENGTH = 256
+PUSH_NAME_MAX_LENGTH = 256
+BURST_ID_MAX_LENGTH = 320
+MODEL_NAME_MAX_LENGTH = 128
+CONVERSATION_KEY_MAX_LENGTH = 200
+"""`instance:user_id` at most this long, so the ids derived from it (a burst id, the reply id stored in a
+256-character column) fit their columns too."""
+
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No control characters (C0, DEL, C1)."""
+_NO_NUL = r"^[^\x00]*$"
+
+
+def _identifier(max_length: int) -> StringConstraints:
+    # printable because identifiers end up in URLs (Evolution's /message/sendText/{instance}), Redis keys,
+    # logs and PostgreSQL, which refuses NUL
+    return StringConstraints(min_length=1, max_length=max_length, pattern=PRINTABLE)
+
+
+InstanceName = Annotated[str, _identifier(INSTANCE_MAX_LENGTH)]
+Jid = Annotated[str, _identifier(JID_MAX_LENGTH)]
+MessageId = Annotated[str, _identifier(MESSAGE_ID_MAX_LENGTH)]
+PushName = Annotated[str, StringConstraints(max_length=PUSH_NAME_MAX_LENGTH, pattern=_NO_NUL)]
+StorableText = Annotated[str, StringConstraints(pattern=_NO_NUL)]
+"""Text PostgreSQL can store: anything but NUL."""
 
 
 def utcnow() -> datetime:
@@ -42,8 +72,14 @@ class ConversationRef(Contract):
     `@lid`. The same person writing to two instances is two conversations, never one.
     """
 
-    instance: NonEmptyStr
-    user_id: NonEmptyStr
+    instance: InstanceName
+    user_id: Jid
+
+    @model_validator(mode="after")
+    def _key_fits(self) -> ConversationRef:
+        if len(self.key) > CONVERSATION_KEY_MAX_LENGTH:
+            raise ValueError(f"instance and user_id together exceed {CONVERSATION_KEY_MAX_LENGTH} characters")
+        return self
 
     @property
     def key(self) -> str:

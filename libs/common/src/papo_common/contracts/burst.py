@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
+from papo_common.contracts.base import (
+    BURST_ID_MAX_LENGTH,
+    Contract,
+    ConversationRef,
+    Jid,
+    MessageId,
+    NonEmptyStr,
+    PushName,
+    UtcDatetime,
+)
 from papo_common.contracts.inbound import MessageKind
 
 FlushReason = Literal["quiet", "max_wait", "max_size"]
 
 
 class BurstItem(Contract):
-    message_id: NonEmptyStr
+    message_id: MessageId
     kind: MessageKind
     text: str
     """The text, the transcript, or the "not understood" marker for a voice note."""
@@ -25,11 +34,11 @@ class BurstItem(Contract):
 class Burst(Contract):
     type: Literal["burst"] = "burst"
     version: Literal[1] = 1
-    burst_id: NonEmptyStr
+    burst_id: Annotated[NonEmptyStr, Field(max_length=BURST_ID_MAX_LENGTH)]
     """`<conversation key>:<sequence>`: stable across redeliveries, unique per flush."""
     conversation: ConversationRef
-    chat_id: NonEmptyStr
-    push_name: str | None = None
+    chat_id: Jid
+    push_name: PushName | None = None
     items: tuple[BurstItem, ...] = Field(min_length=1)
     inbound_seq: int = Field(ge=1)
     """The conversation's inbound counter when the burst was cut. A reply generated for it is superseded when

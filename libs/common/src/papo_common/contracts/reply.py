@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
+from papo_common.contracts.base import (
+    BURST_ID_MAX_LENGTH,
+    MODEL_NAME_MAX_LENGTH,
+    Contract,
+    ConversationRef,
+    Jid,
+    MessageId,
+    NonEmptyStr,
+    UtcDatetime,
+)
 
 
 class TokenUsage(Contract):
@@ -22,16 +31,16 @@ ReplyKind = Literal["answer", "notice"]
 class Reply(Contract):
     type: Literal["reply"] = "reply"
     version: Literal[1] = 1
-    reply_id: NonEmptyStr
+    reply_id: MessageId
     """Derived from the burst id, so a regenerated reply for the same burst has the same id and is stored and
     sent at most once."""
-    burst_id: NonEmptyStr
+    burst_id: Annotated[NonEmptyStr, Field(max_length=BURST_ID_MAX_LENGTH)]
     conversation: ConversationRef
-    chat_id: NonEmptyStr
+    chat_id: Jid
     text: NonEmptyStr
-    in_reply_to: tuple[str, ...]
+    in_reply_to: tuple[MessageId, ...]
     """The WhatsApp message ids this reply answers."""
-    model: str
+    model: Annotated[str, Field(max_length=MODEL_NAME_MAX_LENGTH)]
     kind: ReplyKind = "answer"
     usage: TokenUsage = TokenUsage()
     created_at: UtcDatetime
@@ -40,8 +49,8 @@ class Reply(Contract):
 class ReplySent(Contract):
     type: Literal["reply_sent"] = "reply_sent"
     version: Literal[1] = 1
-    reply_id: NonEmptyStr
+    reply_id: MessageId
     conversation: ConversationRef
-    whatsapp_message_ids: tuple[str, ...]
+    whatsapp_message_ids: tuple[MessageId, ...]
     """The ids Evolution gave the sent message(s): the reply as WhatsApp knows it."""
     sent_at: UtcDatetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from papo_common.contracts.base import Contract, ConversationRef, NonEmptyStr, UtcDatetime
+from papo_common.contracts.base import Contract, ConversationRef, MessageId, UtcDatetime
 
 UNDERSTOOD_NOTHING = "[áudio não compreendido]"
 """Stands in for a voice note that could not be transcribed, so the assistant can ask the person to repeat."""
@@ -14,7 +14,7 @@ class Transcript(Contract):
     type: Literal["transcript"] = "transcript"
     version: Literal[1] = 1
     conversation: ConversationRef
-    message_id: NonEmptyStr
+    message_id: MessageId
     sent_at: UtcDatetime
     text: str | None
     """None when the note could not be understood; `failure` then says why."""

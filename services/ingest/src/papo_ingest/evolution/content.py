@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from papo_common.contracts import AudioAttachment, QuotedMessage
-from papo_ingest.evolution.values import to_float, to_int
+from papo_common.contracts.base import MESSAGE_ID_MAX_LENGTH
+from papo_common.contracts.inbound import MAX_INT64, MIMETYPE_MAX_LENGTH
+from papo_ingest.evolution.values import storable_text, to_float, to_int
 
 WRAPPERS = (
     "ephemeralMessage",
@@ -59,32 +61,40 @@ def content_type(message: dict[str, Any]) -> str | None:
 
 
 def read_content(message: dict[str, Any]) -> Content:
-    """Text (a conversation, an extended text, or a media caption), a voice note, or why neither."""
-    conversation = message.get("conversation")
-    if isinstance(conversation, str) and conversation.strip():
-        return Content(text=conversation)
-    extended = _dict(message.get("extendedTextMessage"))
-    if isinstance(extended.get("text"), str) and extended["text"].strip():
-        return Content(text=extended["text"])
+    """Text (a conversation, an extended text, or a media caption), a voice note, or why neither. Text
+    loses its NUL characters, which PostgreSQL cannot store."""
+    if text := _text(message.get("conversation")):
+        return Content(text=text)
+    if text := _text(_dict(message.get("extendedTextMessage")).get("text")):
+        return Content(text=text)
     audio = message.get("audioMessage")
     if isinstance(audio, dict):
         return Content(audio=audio)
     for name in _CAPTIONED:
-        caption = _dict(message.get(name)).get("caption")
-        if isinstance(caption, str) and caption.strip():
+        if caption := _text(_dict(message.get(name)).get("caption")):
             return Content(text=caption)
     return Content(unsupported=content_type(message) or "empty")
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = storable_text(value)
+    return text if text.strip() else None
 
 
 def audio_attachment(audio: dict[str, Any], *, base64: Any, data: dict[str, Any]) -> AudioAttachment:
     """The voice note's metadata, with inline bytes when Evolution sent them, else how to fetch them."""
     inline = base64 if isinstance(base64, str) and base64 else None
     mimetype = audio.get("mimetype")
+    seconds = to_float(audio.get("seconds"))
+    file_length = to_int(audio.get("fileLength"))
+    # metadata only: a value no voice note can have is dropped, never a reason to refuse the message
     return AudioAttachment(
-        mimetype=mimetype if isinstance(mimetype, str) else None,
-        seconds=to_float(audio.get("seconds")),
+        mimetype=mimetype if _is_identifier(mimetype, MIMETYPE_MAX_LENGTH) else None,
+        seconds=seconds if seconds is not None and seconds >= 0 else None,
         ptt=audio.get("ptt") is True,
-        file_length=to_int(audio.get("fileLength")),
+        file_length=file_length if file_length is not None and 0 <= file_length <= MAX_INT64 else None,
         base64=inline,
         media_request=None if inline else data,
     )
@@ -97,11 +107,19 @@ def quoted_message(message: dict[str, Any], data: dict[str, Any]) -> QuotedMessa
     for context in (_dict(content.get("contextInfo")), _dict(data.get("contextInfo"))):
         stanza_id = context.get("stanzaId")
         quoted = context.get("quotedMessage")
-        message_id = stanza_id if isinstance(stanza_id, str) and stanza_id else None
+        message_id = stanza_id if _is_identifier(stanza_id, MESSAGE_ID_MAX_LENGTH) else None
         if message_id or isinstance(quoted, dict):
             text = read_content(unwrap(quoted)).text if isinstance(quoted, dict) else None
             return QuotedMessage(message_id=message_id, text=text)
     return None
+
+
+def _is_identifier(value: Any, max_length: int) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and value.isprintable()
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:
