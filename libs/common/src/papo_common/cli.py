@@ -45,6 +45,15 @@ def _dev(args: argparse.Namespace) -> int:
     return run_stack(services=args.services or None, migrate=not args.no_migrate)
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    tools = entry_points(group="papo.tools", name="simulator")
+    if not tools:
+        print("papo: the simulator is not installed (pip install -e libs/simulator)", file=sys.stderr)
+        return 2
+    next(iter(tools)).load()()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="papo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("services", nargs="*", help="a subset of services (default: all installed)")
     dev.add_argument("--no-migrate", action="store_true", help="skip `papo migrate` before starting")
     dev.set_defaults(handler=_dev)
+
+    simulator = commands.add_parser(
+        "simulator", help="a simulated WhatsApp in the browser, speaking Evolution API v2 to papo"
+    )
+    simulator.set_defaults(handler=_simulator)
 
     args = parser.parse_args(argv)
     return int(args.handler(args))
