@@ -9,6 +9,12 @@ from redis.asyncio import Redis
 from papo_common.redis import make_redis
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
+from papo_testing.factories import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -20,20 +26,19 @@ async def redis() -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def settings() -> DebounceSettings:
-    """Short windows so the tests run in about a second each; the logic is the same at 15 s."""
+    """The production windows: the clock is injected, so no test waits for them."""
     return DebounceSettings(
         redis_key_prefix=f"papo-test-{uuid.uuid4().hex[:10]}",
-        debounce_seconds=0.4,
-        debounce_max_wait_seconds=1.2,
+        debounce_seconds=15,
+        debounce_max_wait_seconds=60,
         debounce_max_messages=5,
-        debounce_transcription_timeout_seconds=1.0,
-        debounce_claim_lease_seconds=0.5,
-        debounce_poll_interval_ms=50,
+        debounce_transcription_timeout_seconds=120,
+        debounce_claim_lease_seconds=30,
     )
 
 
 @pytest.fixture
-async def store(redis: Redis, settings: DebounceSettings) -> AsyncIterator[DebounceStore]:
-    yield DebounceStore(redis, settings)
+async def store(redis: Redis, settings: DebounceSettings, clock: FakeClock) -> AsyncIterator[DebounceStore]:
+    yield DebounceStore(redis, settings, clock=clock)
     async for key in redis.scan_iter(match=f"{settings.redis_key_prefix}:*"):
         await redis.delete(key)

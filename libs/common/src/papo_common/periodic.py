@@ -14,13 +14,22 @@ logger = logging.getLogger(__name__)
 
 class Periodic:
     """Runs `tick` every `interval` seconds until stopped. A failing tick is logged and retried with doubling
-    back-off up to `max_backoff`, so an outage (Redis, the broker) neither kills the loop nor floods the log."""
+    back-off up to `max_backoff`, so an outage (Redis, the broker) neither kills the loop nor floods the log.
+    `delay`, when given, says how long to wait after a successful tick instead (e.g. nothing after a full page
+    of work)."""
 
     def __init__(
-        self, name: str, tick: Callable[[], Awaitable[Any]], *, interval: float, max_backoff: float = 5.0
+        self,
+        name: str,
+        tick: Callable[[], Awaitable[Any]],
+        *,
+        interval: float,
+        max_backoff: float = 5.0,
+        delay: Callable[[], float] | None = None,
     ) -> None:
         self._name = name
         self._tick = tick
+        self._delay = delay or (lambda: interval)
         self._interval = interval
         self._max_backoff = max(max_backoff, interval)
         self._task: asyncio.Task[None] | None = None
@@ -30,10 +39,10 @@ class Periodic:
         while True:
             try:
                 await self._tick()
-                delay = self._interval
+                delay = self._delay()
             except Exception:
                 logger.exception("%s failed; retrying", self._name)
-                delay = min(delay * 2, self._max_backoff)
+                delay = min(max(delay, self._interval) * 2, self._max_backoff)
             await asyncio.sleep(delay)
 
     async def start(self) -> None:

@@ -13,6 +13,21 @@ RECEIVED_AFTER = timedelta(seconds=1)
 """How long after it was sent a factory message reaches papo, unless `received_at` says otherwise: the
 messages stay fresh whatever today's date is."""
 
+
+class FakeClock:
+    """Seconds since the epoch, moved by the test instead of waited for (inject it where a service takes a
+    clock)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = T0.timestamp() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 ANA = ConversationRef(instance="loja", user_id="5511999990000@s.whatsapp.net")
 
 

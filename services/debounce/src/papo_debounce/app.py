@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from papo_common.broker import publish, subscribe
-from papo_common.contracts import Burst
-from papo_common.control import paused_reason
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
-from papo_common.topology import DEBOUNCE
+from papo_debounce.debouncer import Debouncer
 from papo_debounce.flusher import Flusher
-from papo_debounce.handlers import DebounceInput, Debouncer
+from papo_debounce.handlers import register_handlers
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
 
@@ -23,25 +20,13 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     broker = make_service_broker("debounce", settings)
     redis = make_redis(settings.redis_url.get_secret_value())
     store = DebounceStore(redis, settings)
-
-    async def publish_burst(burst: Burst) -> None:
-        await publish(broker, burst)
-
-    flusher = Flusher(
-        store,
-        publish_burst,
-        is_paused=lambda conversation: paused_reason(redis, settings.redis_key_prefix, conversation),
-    )
+    publish_burst = register_handlers(broker, Debouncer(store, redis, settings))
+    poll_interval = settings.debounce_poll_interval_ms / 1000
+    flusher = Flusher(store, publish_burst, poll_interval=poll_interval)
     # no timer per conversation: every replica polls Redis for due bursts and claims them atomically
     flush_loop = Periodic(
-        "debounce-flusher", flusher.flush_due, interval=settings.debounce_poll_interval_ms / 1000
+        "debounce-flusher", flusher.flush_due, interval=poll_interval, delay=flusher.next_delay
     )
-    debouncer = Debouncer(store, redis, settings)
-
-    @subscribe(broker, DEBOUNCE)
-    async def on_message(message: DebounceInput) -> None:
-        await debouncer.handle(message)
-
     return consumer_app(
         broker,
         checks={"redis": redis.ping},

@@ -23,7 +23,7 @@ def build_burst(flushing: Flushing) -> Burst:
     ordered = sorted(flushing.items, key=lambda item: (item.sent_at, item.arrival))
     first_at = datetime.fromtimestamp(flushing.first_at, UTC)
     return Burst(
-        burst_id=f"{flushing.conversation.key}:{flushing.inbound_seq}-{int(flushing.first_at * 1000)}",
+        burst_id=flushing.burst_id,
         conversation=flushing.conversation,
         chat_id=flushing.chat_id,
         push_name=flushing.push_name,

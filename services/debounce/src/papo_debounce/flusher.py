@@ -4,33 +4,33 @@ There is no timer per conversation in any process: due times live in Redis, and 
 a due burst (atomically, so exactly one does). A burst is removed from Redis only after the broker confirmed
 its publish; a replica that dies in between leaves a claim whose lease runs out, and another replica
 publishes the same burst (same `burst_id`) again — downstream deduplicates it.
+
+A pass costs three Redis round trips whatever its size (scan, claim a page, complete the page); after a full
+page the loop goes again at once, otherwise it sleeps until the next burst falls due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from opentelemetry.propagate import extract
 
-from papo_common.contracts import Burst, ConversationRef
+from papo_common.contracts import Burst
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
+from papo_common.privacy import conversation_ref
 from papo_common.telemetry import tracer
 from papo_debounce.burst import build_burst
-from papo_debounce.store import DebounceStore, conversation_of
+from papo_debounce.store import DebounceStore, Flushing
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[Burst], Awaitable[None]]
-IsPaused = Callable[[ConversationRef], Awaitable[str | None]]
 
-
-async def _never_paused(conversation: ConversationRef) -> None:
-    return None
-
-
-_MAX_CONCURRENT_FLUSHES = 16
+PAGE_SIZE = 500
+"""Bursts claimed in one pass."""
+_MAX_CONCURRENT_PUBLISHES = 256
 
 
 class Flusher:
@@ -39,60 +39,84 @@ class Flusher:
         store: DebounceStore,
         publish: Publish,
         *,
-        is_paused: IsPaused = _never_paused,
+        poll_interval: float = 0.2,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self._store = store
         self._publish = publish
-        self._is_paused = is_paused
-        self._limit = asyncio.Semaphore(_MAX_CONCURRENT_FLUSHES)
+        self._poll_interval = poll_interval
+        self._page_size = page_size
+        self._limit = asyncio.Semaphore(_MAX_CONCURRENT_PUBLISHES)
+        self._next_delay = poll_interval
+
+    def next_delay(self) -> float:
+        """How long the loop should wait after the last pass: nothing after a full page, else until the next
+        burst falls due (at most the poll interval, which bounds how late another replica's work is seen)."""
+        return self._next_delay
 
     async def flush_due(self) -> int:
-        """One pass: publish every due burst and every burst whose publisher's lease expired."""
-        due, expired = await self._store.scan()
-        jobs = [self._republish(member) for member in expired] + [self._claim_and_publish(m) for m in due]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
+        """One pass: publish every due burst and every burst whose publisher's lease expired (one page of
+        each); returns how many were published."""
+        due, expired, wait = await self._store.scan(self._page_size)
+        full = max(len(due), len(expired)) >= self._page_size
+        self._next_delay = 0.0 if full else min(self._poll_interval, wait or self._poll_interval)
+        claimed: list[Flushing] = []
+        if expired:
+            retaken = await self._store.reclaim(expired)
+            if retaken:
+                logger.warning(
+                    "republishing bursts whose publisher did not finish", extra={"bursts": len(retaken)}
+                )
+            claimed += retaken
+        if due:
+            claimed += await self._store.claim(due)
+        if not claimed:
+            return 0
+        return await self._publish_all(claimed)
+
+    async def _publish_all(self, claimed: Sequence[Flushing]) -> int:
+        results = await asyncio.gather(*(self._publish_one(f) for f in claimed), return_exceptions=True)
+        finished: list[tuple[Flushing, list[str]]] = []
+        published = 0
+        for flushing, result in zip(claimed, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error(
-                    "flushing a burst failed; its lease will expire and it will be retried", exc_info=result
+                    "flushing a burst failed; its lease will expire and it will be retried",
+                    extra={"conversation": conversation_ref(flushing.conversation.key)},
+                    exc_info=result,
                 )
-        return sum(1 for result in results if result is True)
+                continue
+            finished.append((flushing, [item.message_id for item in flushing.items]))
+            published += result
+        if finished:
+            await self._store.complete(finished)
+        return published
 
-    async def _claim_and_publish(self, member: bytes) -> bool:
-        async with self._limit:
-            if not await self._store.claim(member):
-                return False
-            return await self._publish_claimed(member)
-
-    async def _republish(self, member: bytes) -> bool:
-        async with self._limit:
-            if not await self._store.reclaim(member):
-                return False
-            logger.warning("republishing a burst whose publisher did not finish", extra={"member": member})
-            return await self._publish_claimed(member)
-
-    async def _publish_claimed(self, member: bytes) -> bool:
-        conversation = conversation_of(member)
-        flushing = await self._store.read_flushing(conversation)
-        if flushing is None:
-            await self._store.complete(conversation, [])
-            return False
+    async def _publish_one(self, flushing: Flushing) -> bool:
+        """Publish one claimed burst; False when it was dropped instead (the bot is paused)."""
         burst = build_burst(flushing)
-        if await self._is_paused(conversation):
+        if flushing.paused:
             # paused after the burst was cut (an admin, or a takeover racing the flush): a human answers it
-            await self._store.complete(conversation, [item.message_id for item in burst.items])
-            logger.info("burst dropped: the bot is paused", extra={"burst_id": burst.burst_id})
+            logger.info(
+                "burst dropped: the bot is paused",
+                extra={"burst_id": burst.burst_id, "conversation": conversation_ref(burst.conversation.key)},
+            )
             return False
         parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
-        with tracer(__name__).start_as_current_span("papo.debounce.flush", context=parent) as span:
-            span.set_attribute("papo.burst_id", burst.burst_id)
-            span.set_attribute("papo.burst.messages", len(burst.items))
-            await self._publish(burst)
-        await self._store.complete(conversation, [item.message_id for item in burst.items])
+        async with self._limit:
+            with tracer(__name__).start_as_current_span("papo.debounce.flush", context=parent) as span:
+                span.set_attribute("papo.burst_id", burst.burst_id)
+                span.set_attribute("papo.burst.messages", len(burst.items))
+                await self._publish(burst)
         DEBOUNCE_BURST_MESSAGES.labels(reason=burst.reason).observe(len(burst.items))
         DEBOUNCE_WAIT_SECONDS.labels(reason=burst.reason).observe(flushing.claimed_at - flushing.first_at)
-        logger.info(
+        logger.debug(
             "burst flushed",
-            extra={"burst_id": burst.burst_id, "messages": len(burst.items), "reason": burst.reason},
+            extra={
+                "burst_id": burst.burst_id,
+                "conversation": conversation_ref(burst.conversation.key),
+                "messages": len(burst.items),
+                "reason": burst.reason,
+            },
         )
         return True

@@ -1,74 +1,42 @@
-"""Thin handlers: a message or a transcript goes into its conversation's burst in Redis, then is acked.
-
-An operator message (a human writing from the business phone) pauses the bot for the conversation and drops
-the burst being collected; messages that arrive while paused, or that are stale on arrival, are remembered
-(so they never join a later burst) but not answered. persist records all of them regardless.
-"""
+"""debounce's subscriber and its declared publisher: messages and transcripts in, bursts out."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-from opentelemetry.propagate import inject
+from faststream.rabbit import RabbitBroker
 from pydantic import Field
-from redis.asyncio import Redis
 
-from papo_common.contracts import InboundMessage, Transcript
-from papo_common.control import pause, paused_reason
-from papo_common.metrics import DEBOUNCE_SKIPPED
-from papo_debounce.settings import DebounceSettings
-from papo_debounce.store import DebounceStore
-
-logger = logging.getLogger(__name__)
+from papo_common.broker import subscribe
+from papo_common.contracts import Burst, InboundMessage, Transcript
+from papo_common.topology import DEBOUNCE, EXCHANGE, RoutingKey
+from papo_debounce.debouncer import Debouncer
+from papo_debounce.flusher import Publish
 
 DebounceInput = Annotated[InboundMessage | Transcript, Field(discriminator="type")]
 
 
-class Debouncer:
-    def __init__(self, store: DebounceStore, redis: Redis, settings: DebounceSettings) -> None:
-        self._store = store
-        self._redis = redis
-        self._settings = settings
+def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
+    """Consume `papo.debounce` (acked once the message is in Redis); returns how the flush loop publishes a
+    burst (persistent, mandatory, confirmed)."""
 
-    async def handle(self, message: InboundMessage | Transcript) -> None:
-        if isinstance(message, Transcript):
-            await self._store.add_transcript(message)
-            return
-        if message.from_me:
-            await self._operator_took_over(message)
-            return
-        reason = await self._skip_reason(message)
-        if reason is not None:
-            if await self._store.remember(message):
-                DEBOUNCE_SKIPPED.labels(reason=reason).inc()
-                logger.info(
-                    "message recorded but not answered",
-                    extra={"reason": reason, "message_id": message.message_id},
-                )
-            return
-        carrier: dict[str, str] = {}
-        inject(carrier)
-        if await self._store.add_message(message, carrier.get("traceparent", "")) is None:
-            logger.info("duplicate message ignored", extra={"message_id": message.message_id})
+    @subscribe(broker, DEBOUNCE)
+    async def on_message(message: DebounceInput) -> None:
+        await debouncer.handle(message)
 
-    async def _skip_reason(self, message: InboundMessage) -> str | None:
-        age = (message.received_at - message.sent_at).total_seconds()
-        if age > self._settings.stale_message_seconds:
-            return "stale"
-        if await paused_reason(self._redis, self._settings.redis_key_prefix, message.conversation):
-            return "paused"
-        return None
+    bursts = broker.publisher(
+        exchange=EXCHANGE,
+        routing_key=RoutingKey.BURST_READY,
+        schema=Burst,
+        title="burst.ready",
+        description="A conversation's messages, ordered, once it has been quiet for the window.",
+        persist=True,
+        mandatory=True,
+        content_type="application/json",
+        message_type="Burst",
+    )
 
-    async def _operator_took_over(self, message: InboundMessage) -> None:
-        conversation = message.conversation
-        await pause(
-            self._redis,
-            self._settings.redis_key_prefix,
-            conversation,
-            seconds=self._settings.takeover_pause_seconds,
-            reason="operator",
-        )
-        await self._store.drop_burst(conversation)
-        DEBOUNCE_SKIPPED.labels(reason="operator").inc()
-        logger.info("operator took over; bot paused", extra={"conversation": conversation.key})
+    async def publish_burst(burst: Burst) -> None:
+        await bursts.publish(burst)
+
+    return publish_burst

@@ -4,8 +4,12 @@ replicas can neither lose nor double a message."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -13,6 +17,15 @@ from papo_common.contracts import ConversationRef, InboundMessage, Transcript
 from papo_common.redis import ConversationKeys
 from papo_debounce import scripts
 from papo_debounce.settings import DebounceSettings
+
+Clock = Callable[[], float]
+"""Seconds since the epoch. Without one the scripts read Redis `TIME`, which every replica shares."""
+
+
+class Added(Enum):
+    BUFFERED = 1
+    DUPLICATE = 0
+    PAUSED = 2
 
 
 @dataclass(frozen=True)
@@ -26,9 +39,11 @@ class StoredItem:
 
 @dataclass(frozen=True)
 class Flushing:
-    """A claimed burst, as read back for publishing."""
+    """A claimed burst, as read in the same step as its claim."""
 
     conversation: ConversationRef
+    token: str
+    burst_id: str
     items: tuple[StoredItem, ...]
     transcripts: dict[str, dict[str, str | None]]
     chat_id: str
@@ -37,6 +52,7 @@ class Flushing:
     reason: str
     first_at: float
     claimed_at: float
+    paused: str | None
     traceparent: str | None = None
 
 
@@ -54,6 +70,7 @@ class _Keys:
         shared = ConversationKeys(prefix, conversation)
         self.inbound_seq = shared.inbound_seq
         self.answered_seq = shared.answered_seq
+        self.paused = shared.paused
         self.seen = shared.scoped("debounce:seen")
         self.items = shared.scoped("debounce:items")
         self.meta = shared.scoped("debounce:meta")
@@ -63,10 +80,56 @@ class _Keys:
         self.flushing_meta = shared.scoped("debounce:flushing:meta")
 
 
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _flushing(conversation: ConversationRef, token: str, reply: list[Any]) -> Flushing | None:
+    """Decode a CLAIM/RECLAIM reply: `{1, items, meta, texts, paused}`, or `{0}` when nothing was claimed."""
+    if int(reply[0]) != 1:
+        return None
+    raw_items, meta, texts = _pairs(reply[1]), _pairs(reply[2]), _pairs(reply[3])
+    items = []
+    for value in raw_items.values():
+        arrival, _, body = value.decode().partition("|")
+        data = json.loads(body)
+        items.append(
+            StoredItem(
+                data["message_id"],
+                data["kind"],
+                data["text"],
+                datetime.fromisoformat(data["sent_at"]),
+                int(arrival),
+            )
+        )
+    transcripts = {
+        item.message_id: json.loads(texts[item.message_id.encode()])
+        for item in items
+        if item.kind == "audio" and item.message_id.encode() in texts
+    }
+    push_name, traceparent = meta.get(b"push_name"), meta.get(b"traceparent")
+    return Flushing(
+        conversation=conversation,
+        token=token,
+        burst_id=meta[b"burst_id"].decode(),
+        items=tuple(items),
+        transcripts=transcripts,
+        chat_id=meta[b"chat_id"].decode(),
+        push_name=push_name.decode() if push_name else None,
+        inbound_seq=int(meta[b"inbound_seq"]),
+        reason=meta[b"reason"].decode(),
+        first_at=float(meta[b"first_at"]),
+        claimed_at=float(meta[b"claimed_at"]),
+        paused=reply[4].decode() or None,
+        traceparent=traceparent.decode() if traceparent else None,
+    )
+
+
 class DebounceStore:
-    def __init__(self, redis: Redis, settings: DebounceSettings) -> None:
+    def __init__(self, redis: Redis, settings: DebounceSettings, *, clock: Clock | None = None) -> None:
         self._redis = redis
         self._settings = settings
+        self._clock = clock
         self._prefix = settings.redis_key_prefix
         self.due_key = f"{self._prefix}:debounce:due"
         self.claims_key = f"{self._prefix}:debounce:claims"
@@ -81,13 +144,17 @@ class DebounceStore:
     def _keys(self, conversation: ConversationRef) -> _Keys:
         return _Keys(self._prefix, conversation)
 
+    def _now(self) -> str:
+        return "" if self._clock is None else repr(self._clock())
+
     def _window_args(self) -> list[float | int]:
         s = self._settings
         return [s.debounce_seconds, s.debounce_max_wait_seconds, s.debounce_max_messages]
 
-    async def add_message(self, message: InboundMessage, traceparent: str = "") -> int | None:
-        """Add a message to its conversation's burst; returns its inbound sequence number, or None when the
-        message was seen before (a redelivery or a duplicate)."""
+    async def add_message(self, message: InboundMessage, traceparent: str = "") -> tuple[Added, int]:
+        """Add a message to its conversation's burst, in one round trip. Returns BUFFERED with its inbound
+        sequence number; DUPLICATE when it was seen before (a redelivery or a duplicate webhook); PAUSED when the
+        bot is paused for the conversation (the message is remembered, so it never joins a later burst)."""
         k = self._keys(message.conversation)
         item = {
             "message_id": message.message_id,
@@ -97,8 +164,19 @@ class DebounceStore:
         }
         s = self._settings
         added, seq = await self._add(
-            keys=[k.seen, k.items, k.meta, k.pending, k.texts, k.inbound_seq, k.answered_seq, self.due_key],
+            keys=[
+                k.seen,
+                k.items,
+                k.meta,
+                k.pending,
+                k.texts,
+                k.inbound_seq,
+                k.answered_seq,
+                self.due_key,
+                k.paused,
+            ],
             args=[
+                self._now(),
                 message.message_id,
                 json.dumps(item, ensure_ascii=False),
                 "1" if message.kind == "audio" else "0",
@@ -111,7 +189,7 @@ class DebounceStore:
                 traceparent,
             ],
         )
-        return int(seq) if added else None
+        return Added(int(added)), int(seq)
 
     async def remember(self, message: InboundMessage) -> bool:
         """Mark a message as seen without buffering it (it will never be answered); False if seen before."""
@@ -137,6 +215,7 @@ class DebounceStore:
         filled = await self._transcript(
             keys=[k.meta, k.pending, k.texts, self.due_key],
             args=[
+                self._now(),
                 transcript.message_id,
                 payload,
                 member_of(transcript.conversation),
@@ -146,88 +225,88 @@ class DebounceStore:
         )
         return bool(filled)
 
-    async def scan(self, limit: int = 100) -> tuple[list[bytes], list[bytes]]:
-        """Conversations whose burst is due, and claims whose publisher's lease ran out."""
-        due, expired = await self._scan(keys=[self.due_key, self.claims_key], args=[limit])
-        return list(due), list(expired)
+    async def scan(self, limit: int) -> tuple[list[bytes], list[bytes], float | None]:
+        """Conversations whose burst is due, claims whose publisher's lease ran out, and the seconds until the
+        next of either (None when nothing is waiting)."""
+        due, expired, wait = await self._scan(keys=[self.due_key, self.claims_key], args=[self._now(), limit])
+        seconds = float(wait)
+        return list(due), list(expired), None if seconds < 0 else seconds
 
-    async def claim(self, member: bytes | str) -> bool:
-        conversation = conversation_of(member)
-        k = self._keys(conversation)
+    async def claim(self, members: Sequence[bytes | str]) -> list[Flushing]:
+        """Claim the due bursts of these conversations (one round trip for all of them). A claimed burst leaves
+        the collecting keys at once, so the conversation's next burst starts while this one is published."""
         s = self._settings
-        claimed = await self._claim(
-            keys=[
-                self.due_key,
-                self.claims_key,
-                k.items,
-                k.meta,
-                k.pending,
-                k.flushing_items,
-                k.flushing_meta,
-                k.inbound_seq,
-            ],
-            args=[
-                member,
-                s.debounce_claim_lease_seconds,
-                s.debounce_max_messages,
-                s.debounce_seconds,
-                s.debounce_seen_ttl_seconds,
-            ],
-        )
-        return bool(claimed)
-
-    async def reclaim(self, member: bytes | str) -> bool:
-        return bool(
-            await self._reclaim(
-                keys=[self.claims_key], args=[member, self._settings.debounce_claim_lease_seconds]
-            )
-        )
-
-    async def read_flushing(self, conversation: ConversationRef) -> Flushing | None:
-        k = self._keys(conversation)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(k.flushing_items)
-            pipe.hgetall(k.flushing_meta)
-            raw_items, meta = await pipe.execute()
-        if not raw_items or not meta:
-            return None
-        items = []
-        for value in raw_items.values():
-            arrival, _, body = value.decode().partition("|")
-            data = json.loads(body)
-            items.append(
-                StoredItem(
-                    data["message_id"],
-                    data["kind"],
-                    data["text"],
-                    datetime.fromisoformat(data["sent_at"]),
-                    int(arrival),
+        now = self._now()
+        tokens = [uuid.uuid4().hex for _ in members]
+        conversations = [conversation_of(member) for member in members]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, conversation, token in zip(members, conversations, tokens, strict=True):
+                k = self._keys(conversation)
+                await self._claim(
+                    keys=[
+                        self.due_key,
+                        self.claims_key,
+                        k.items,
+                        k.meta,
+                        k.pending,
+                        k.flushing_items,
+                        k.flushing_meta,
+                        k.inbound_seq,
+                        k.texts,
+                        k.paused,
+                    ],
+                    args=[
+                        now,
+                        member,
+                        s.debounce_claim_lease_seconds,
+                        s.debounce_max_messages,
+                        s.debounce_seconds,
+                        s.debounce_seen_ttl_seconds,
+                        token,
+                        uuid.uuid4().hex,
+                    ],
+                    client=pipe,
                 )
-            )
-        audio_ids = [i.message_id for i in items if i.kind == "audio"]
-        transcripts: dict[str, dict[str, str | None]] = {}
-        if audio_ids:
-            for message_id, raw in zip(audio_ids, await self._redis.hmget(k.texts, audio_ids), strict=True):
-                if raw is not None:
-                    transcripts[message_id] = json.loads(raw)
-        push_name = meta.get(b"push_name")
-        traceparent = meta.get(b"traceparent")
-        return Flushing(
-            conversation=conversation,
-            items=tuple(items),
-            transcripts=transcripts,
-            chat_id=meta[b"chat_id"].decode(),
-            push_name=push_name.decode() if push_name else None,
-            inbound_seq=int(meta[b"inbound_seq"]),
-            reason=meta[b"reason"].decode(),
-            first_at=float(meta[b"first_at"]),
-            claimed_at=float(meta[b"claimed_at"]),
-            traceparent=traceparent.decode() if traceparent else None,
-        )
+            replies = await pipe.execute()
+        return self._decoded(conversations, tokens, replies)
 
-    async def complete(self, conversation: ConversationRef, message_ids: list[str]) -> None:
-        k = self._keys(conversation)
-        await self._complete(
-            keys=[self.claims_key, k.flushing_items, k.flushing_meta, k.texts],
-            args=[member_of(conversation), *message_ids],
+    async def reclaim(self, members: Sequence[bytes | str]) -> list[Flushing]:
+        """Take over claims whose publisher's lease ran out; the same burst (same `burst_id`) is published
+        again, and the stalled publisher can no longer complete it."""
+        now = self._now()
+        tokens = [uuid.uuid4().hex for _ in members]
+        conversations = [conversation_of(member) for member in members]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, conversation, token in zip(members, conversations, tokens, strict=True):
+                k = self._keys(conversation)
+                await self._reclaim(
+                    keys=[self.claims_key, k.flushing_items, k.flushing_meta, k.texts, k.paused],
+                    args=[now, member, self._settings.debounce_claim_lease_seconds, token],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return self._decoded(conversations, tokens, replies)
+
+    @staticmethod
+    def _decoded(
+        conversations: list[ConversationRef], tokens: list[str], replies: list[Any]
+    ) -> list[Flushing]:
+        claimed = (
+            _flushing(conversation, token, reply)
+            for conversation, token, reply in zip(conversations, tokens, replies, strict=True)
         )
+        return [flushing for flushing in claimed if flushing is not None]
+
+    async def complete(self, finished: Sequence[tuple[Flushing, Sequence[str]]]) -> int:
+        """Forget published (or dropped) bursts, with the transcripts they used, in one round trip. A burst
+        whose claim was taken over meanwhile is left to its new holder; returns how many were forgotten."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for flushing, message_ids in finished:
+                k = self._keys(flushing.conversation)
+                await self._complete(
+                    keys=[self.claims_key, k.flushing_items, k.flushing_meta, k.texts],
+                    args=[member_of(flushing.conversation), flushing.token, *message_ids],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return sum(int(reply) for reply in replies)
