@@ -260,6 +260,7 @@ async def test_erasure_leaves_nothing_and_a_second_erasure_is_a_no_op(
         "conversations_deleted": 1,
         "messages_deleted": 3,
         "redis_keys_deleted": 1203,
+        "redis_index_entries_deleted": 0,
     }
     async with db.connect() as connection:
         left = await connection.scalar(
@@ -287,6 +288,7 @@ async def test_erasure_leaves_nothing_and_a_second_erasure_is_a_no_op(
         "conversations_deleted": 0,
         "messages_deleted": 0,
         "redis_keys_deleted": 0,
+        "redis_index_entries_deleted": 0,
     }
 
 

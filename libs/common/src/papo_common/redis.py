@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from redis.asyncio import Redis
 
 from papo_common.contracts import ConversationRef
@@ -55,3 +57,13 @@ class ConversationKeys:
     def scoped(self, suffix: str) -> str:
         """A service-private key of this conversation."""
         return f"{self._base}:{suffix}"
+
+
+CONVERSATION_INDEXES = ("debounce:due", "debounce:claims", "sessions:active", "sessions:closing")
+"""Sorted sets, under `<prefix>:`, whose members are conversations (`conversation_member`): what debounce has
+due or is publishing, and the llm's open and closing sessions. An erasure removes the person from each."""
+
+
+def conversation_member(conversation: ConversationRef) -> str:
+    """A conversation as a member of the shared sorted sets."""
+    return json.dumps([conversation.instance, conversation.user_id], separators=(",", ":"))

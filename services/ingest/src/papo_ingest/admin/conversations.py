@@ -16,7 +16,7 @@ from papo_common import control
 from papo_common.contracts import ConversationRef
 from papo_ingest.admin.cursor import Cursor, InvalidCursor
 from papo_ingest.admin.dependencies import AdminDependencies, available
-from papo_ingest.admin.erasure import erase_keys, erase_rows
+from papo_ingest.admin.erasure import erase_from_indexes, erase_keys, erase_rows
 from papo_ingest.admin.history import MAX_PAGE_SIZE, HistoryPage, history_page
 from papo_ingest.admin.identity import InvalidConversation, conversation_from_path
 
@@ -98,10 +98,12 @@ class ConversationController(Controller):
             rows = await erase_rows(admin.engine, conversation)
         async with available("redis"):
             keys = await erase_keys(admin.redis, admin.redis_prefix, conversation)
+            indexes = await erase_from_indexes(admin.redis, admin.redis_prefix, conversation)
         summary = {
             "conversations_deleted": rows.conversations,
             "messages_deleted": rows.messages,
             "redis_keys_deleted": keys,
+            "redis_index_entries_deleted": indexes,
         }
         logger.info("admin erased a conversation", extra={**_audit(conversation), **summary})
         return {"instance": conversation.instance, "user_id": conversation.user_id, **summary}

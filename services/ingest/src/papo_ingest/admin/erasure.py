@@ -1,8 +1,13 @@
 """Erasing a person's conversation on request (LGPD art. 18, GDPR art. 17): its rows and its Redis keys.
 
-Idempotent: erasing an erased conversation deletes nothing and succeeds. What is still travelling through
-the queues for that person when the erasure runs is written again by persist (and debounce) afterwards, so
-pause the conversation and let the queues drain before erasing; the erasure removes the pause too.
+Idempotent: erasing an erased conversation deletes nothing and succeeds. Besides the conversation's own keys,
+the person leaves the shared sorted sets that name conversations (`CONVERSATION_INDEXES`: debounce's due and
+claimed bursts, the llm's open and closing sessions), so no idle sweep closes their session afterwards and
+persist never receives a closing record that would recreate their conversation row. What is still travelling
+through the queues for that person when the erasure runs is written again by persist (and debounce)
+afterwards, so pause the conversation and let the queues drain before erasing; the erasure removes the pause
+too. ingest's dedupe marks are kept: they name an instance and a WhatsApp message id, never the person, and
+they make a late retry of an erased message a duplicate instead of bringing it back.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from papo_common.contracts import ConversationRef
-from papo_common.redis import ConversationKeys
+from papo_common.redis import CONVERSATION_INDEXES, ConversationKeys, conversation_member
 from papo_ingest.admin.history import CONVERSATIONS, MESSAGES, conversation_id_query
 
 SCAN_BATCH = 500
@@ -52,6 +57,16 @@ def key_pattern(prefix: str, conversation: ConversationRef) -> str:
     literal_part = ConversationKeys(prefix, conversation).pattern.removesuffix("*")
     escaped = "".join(f"\\{ch}" if ch in _GLOB_SPECIALS else ch for ch in literal_part)
     return escaped + "*"
+
+
+async def erase_from_indexes(redis: Redis, prefix: str, conversation: ConversationRef) -> int:
+    """Remove the conversation from every shared sorted set; returns from how many it was removed."""
+    member = conversation_member(conversation)
+    async with redis.pipeline(transaction=True) as pipe:
+        for index in CONVERSATION_INDEXES:
+            pipe.zrem(f"{prefix}:{index}", member)
+        removed = await pipe.execute()
+    return sum(int(count) for count in removed)
 
 
 async def erase_keys(redis: Redis, prefix: str, conversation: ConversationRef) -> int:
