@@ -225,16 +225,28 @@ async def test_a_number_not_on_whatsapp_is_dead_lettered_at_once_and_nothing_is_
     assert death["reason"] == "rejected"  # type: ignore[index]
 
 
-async def test_evolution_down_is_retried_until_the_delivery_limit_then_dead_lettered(
+async def test_evolution_down_is_redelivered_with_backoff_until_the_horizon_then_dead_lettered(
     make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
 ) -> None:
-    async with running(make_settings(free_port_url())):
+    async with running(make_settings(free_port_url(), redelivery_horizon_seconds=2.0)):
         dead_letters = await probe.declare_queue(DELIVER.dead_letter_queue)
         reply = make_reply()
         await publish(probe, reply)
         [dead] = await collect(dead_letters, reply.reply_id, count=1, timeout=30)
 
     assert Reply.model_validate_json(dead.body) == reply
-    [death] = dead.headers["x-death"]  # type: ignore[misc]
-    assert death["reason"] == "delivery_limit"  # type: ignore[index]
-    assert death["queue"] == DELIVER.name  # type: ignore[index]
+    assert int(dead.headers["x-papo-redeliveries"]) >= 1, "redelivered before the horizon, not dead-lettered"  # type: ignore[arg-type]
+
+
+async def test_a_configuration_error_is_redelivered_and_sent_once_the_key_is_fixed(
+    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+) -> None:
+    evolution.fail_next("sendText", 401)  # a rejected key, fixed by the time of the redelivery
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await publish(probe, reply)
+        assert await collect(sent_queue, reply.reply_id, count=1, timeout=15)
+
+    assert [r.status for r in evolution.requests_to("sendText")] == [401, 201], "not retried in the handler"
+    assert len(evolution.sent_texts()) == 1

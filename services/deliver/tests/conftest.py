@@ -13,10 +13,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from papo_common.contracts import ConversationRef, Reply
+from papo_common.evolution import EvolutionClient, RetryPolicy
 from papo_common.redis import make_redis
-from papo_deliver.evolution import EvolutionClient
-from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import RetryPolicy
+from papo_deliver.sending import TypingPace
 from papo_testing.fake_evolution import FakeEvolution
 
 INSTANCE = "acme"

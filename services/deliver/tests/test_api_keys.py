@@ -10,8 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from papo_common.contracts import Reply
-from papo_common.errors import PermanentError
-from papo_deliver.evolution import ApiKeys, EvolutionClient, EvolutionError, MissingApiKey
+from papo_common.evolution import ApiKeys, EvolutionClient, EvolutionError, MissingApiKey, classify
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution
 
@@ -24,11 +23,11 @@ def test_a_mapped_instance_uses_its_own_key_and_others_the_global_one() -> None:
     assert KEYS.for_instance("padaria") == "global-key"
 
 
-def test_an_instance_with_no_key_at_all_is_a_permanent_failure() -> None:
+def test_an_instance_with_no_key_at_all_is_a_configuration_error_redelivered_not_lost() -> None:
     keys = ApiKeys(SecretStr(""), {"loja": SecretStr("loja-key")})
     with pytest.raises(MissingApiKey, match="padaria") as raised:
         keys.for_instance("padaria")
-    assert isinstance(raised.value, PermanentError)
+    assert classify(raised.value).kind == "misconfigured"
 
 
 def test_keys_never_show_in_a_repr() -> None:
@@ -36,6 +35,7 @@ def test_keys_never_show_in_a_repr() -> None:
     assert "global-key" not in repr(KEYS)
 
 
+@pytest.mark.integration
 async def test_each_request_carries_the_key_of_the_instance_it_goes_through(
     http: httpx.AsyncClient, make_reply: Callable[..., Reply]
 ) -> None:
@@ -55,6 +55,7 @@ async def test_each_request_carries_the_key_of_the_instance_it_goes_through(
     ]
 
 
+@pytest.mark.integration
 async def test_another_instances_key_is_refused_by_evolution(http: httpx.AsyncClient) -> None:
     async with FakeEvolution(api_keys={"loja": "loja-key", "clinica": "clinica-key"}) as evolution:
         crossed = EvolutionClient(

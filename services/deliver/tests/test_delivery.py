@@ -10,14 +10,15 @@ from redis.asyncio import Redis
 
 from papo_common.contracts import Reply
 from papo_common.errors import PermanentError
-from papo_deliver import receipts
+from papo_common.evolution import EvolutionClient, EvolutionUnavailable, RetryPolicy
 from papo_deliver.chunking import split_reply
+from papo_deliver.courtesy import Courtesies
 from papo_deliver.delivery import ChunkLimits, ReplyDeliverer
-from papo_deliver.evolution import EvolutionClient
 from papo_deliver.ledger import DeliveryInProgress, DeliveryLedger, LockLost
-from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import EvolutionUnavailable, RetryPolicy
+from papo_deliver.sending import TypingPace
 from papo_testing.fake_evolution import FakeEvolution, timed_out_body
+
+pytestmark = pytest.mark.integration  # real Redis and a real HTTP server
 
 SENT_TTL = 3600
 
@@ -119,24 +120,35 @@ async def test_a_lock_is_taken_over_once_its_holder_releases_it(
     reply = make_reply()
     holder = ledger.lock(reply, ttl_seconds=5, wait_seconds=0)
     await holder.__aenter__()
-    asyncio.get_running_loop().call_later(
-        0.2, lambda: asyncio.ensure_future(holder.__aexit__(None, None, None))
-    )
-    async with ledger.lock(reply, ttl_seconds=5, wait_seconds=2):
-        pass
+    released = asyncio.Event()
+
+    async def release() -> None:
+        await holder.__aexit__(None, None, None)
+        released.set()
+
+    waiter = asyncio.create_task(ledger.lock(reply, ttl_seconds=5, wait_seconds=2).__aenter__())
+    await asyncio.sleep(0)  # the waiter polls the taken lock at least once
+    assert not waiter.done()
+    await release()
+    taken = await asyncio.wait_for(waiter, 2)
+    assert released.is_set()
+    await taken.renew()  # the lease is the waiter's now
+    await taken.__aexit__(None, None, None)
 
 
 async def test_an_expired_lease_is_noticed_and_never_released_from_its_new_owner(
-    ledger: DeliveryLedger, make_reply: Callable[..., Reply], redis: Redis
+    ledger: DeliveryLedger, make_reply: Callable[..., Reply], redis: Redis, redis_prefix: str
 ) -> None:
     reply = make_reply()
-    stale = ledger.lock(reply, ttl_seconds=0.1, wait_seconds=0)
+    stale = ledger.lock(reply, ttl_seconds=5, wait_seconds=0)
     await stale.__aenter__()
-    await asyncio.sleep(0.2)
+    lock_key = f"{redis_prefix}:conv:{{acme:{reply.chat_id}}}:deliver:{reply.reply_id}:lock"
+    assert await redis.delete(lock_key) == 1  # the lease ran out while its holder stalled
     async with ledger.lock(reply, ttl_seconds=5, wait_seconds=0) as owner:
         with pytest.raises(LockLost):
             await stale.renew()
         await stale.__aexit__(None, None, None)  # must not delete the new owner's lock
+        assert await redis.exists(lock_key) == 1
         await owner.renew()
 
 
@@ -254,19 +266,29 @@ async def test_a_failed_read_receipt_is_logged_and_the_reply_still_goes_out(
     await chunked.deliver(make_reply("Oi!"))
 
     assert [s.text for s in evolution.sent_texts()] == ["Oi!"]
-    assert "could not mark messages as read" in caplog.text
+    assert "courtesy call failed; replying anyway" in caplog.text
 
 
 async def test_a_hanging_read_receipt_delays_the_reply_only_by_its_own_timeout(
-    chunked: ReplyDeliverer,
+    client: EvolutionClient,
+    ledger: DeliveryLedger,
+    pace: TypingPace,
+    policy: RetryPolicy,
     evolution: FakeEvolution,
     make_reply: Callable[..., Reply],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(receipts, "READ_RECEIPT_TIMEOUT_SECONDS", 0.2)
     evolution.hang_next("markMessageAsRead", 2.0)
+    impatient = ReplyDeliverer(
+        client,
+        ledger,
+        pace=pace,
+        policy=policy,
+        lock_ttl_seconds=5,
+        mark_read=True,
+        courtesies=Courtesies(client, timeout_seconds=0.2),
+    )
 
-    await chunked.deliver(make_reply("Oi!"))
+    await impatient.deliver(make_reply("Oi!"))
 
     read, *_ = evolution.requests
     assert evolution.sent_texts()[0].received_monotonic - read.received_monotonic < 1.0

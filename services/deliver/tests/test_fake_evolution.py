@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from papo_testing.fake_evolution import FakeEvolution, FakeMedia
+
+pytestmark = pytest.mark.integration  # a real HTTP server or Redis
 
 HEADERS = {"apikey": "acme-key"}
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 from faststream.rabbit import RabbitBroker, RabbitQueue, TestRabbitBroker
 from pydantic import SecretStr
@@ -13,11 +14,14 @@ from pydantic import SecretStr
 from papo_common.broker import make_broker
 from papo_common.contracts import Reply, ReplySent
 from papo_common.metrics import REPLIES
+from papo_common.redis import make_redis
 from papo_common.topology import DELIVER, EXCHANGE, RoutingKey
+from papo_deliver.app import make_deliverer
 from papo_deliver.handlers import register_handlers
-from papo_deliver.runtime import DeliverRuntime
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution
+
+pytestmark = pytest.mark.integration  # real Redis and a real HTTP server
 
 
 @pytest.fixture
@@ -33,16 +37,17 @@ async def wired(evolution: FakeEvolution, redis_prefix: str) -> AsyncIterator[tu
         deliver_retry_max_seconds=0.02,
     )
     broker = make_broker(settings)
-    runtime = DeliverRuntime(settings)
-    handler = register_handlers(broker, runtime)
+    redis = make_redis(settings.redis_url.get_secret_value())
+    http = httpx.AsyncClient()
+    handler = register_handlers(broker, make_deliverer(settings, redis, http))
 
     @broker.subscriber(RabbitQueue("test.reply-sent", routing_key=RoutingKey.REPLY_SENT), EXCHANGE)
     async def on_sent(message: ReplySent) -> None:
         return None
 
-    await runtime.start()
     yield broker, handler, on_sent
-    await runtime.stop()
+    await http.aclose()
+    await redis.aclose()
 
 
 def replies(outcome: str) -> float:

@@ -1,13 +1,11 @@
-"""Typing time, Evolution's `number`, and the settings' consistency checks."""
+"""Typing time and the settings' consistency checks."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from papo_deliver.evolution import evolution_number
-from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import RetryPolicy
+from papo_deliver.sending import TypingPace
 from papo_deliver.settings import DeliverSettings
 
 PACE = TypingPace(chars_per_second=20, min_ms=800, max_ms=5000)
@@ -19,27 +17,6 @@ PACE = TypingPace(chars_per_second=20, min_ms=800, max_ms=5000)
 )
 def test_typing_time_is_proportional_to_length_within_bounds(text: str, expected_ms: int) -> None:
     assert PACE.typing_ms(text) == expected_ms
-
-
-@pytest.mark.parametrize(
-    ("chat_id", "number"),
-    [
-        ("5511987654321@s.whatsapp.net", "5511987654321"),
-        ("5511987654321:12@s.whatsapp.net", "5511987654321"),
-        ("83842157310076@lid", "83842157310076@lid"),
-        ("5511987654321", "5511987654321"),
-    ],
-)
-def test_number_sent_to_evolution(chat_id: str, number: str) -> None:
-    assert evolution_number(chat_id) == number
-
-
-def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
-    policy = RetryPolicy(attempts=10, base_seconds=1.0, max_seconds=8.0)
-    for failed, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
-        pauses = {policy.backoff_seconds(failed) for _ in range(50)}
-        assert all(ceiling / 2 <= pause <= ceiling for pause in pauses)
-        assert len(pauses) > 1
 
 
 def test_settings_read_papo_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from papo_deliver.send_slots import SendSlots, sleep_until
 
+pytestmark = pytest.mark.integration  # a real HTTP server or Redis
+
 
 async def test_concurrent_reservations_through_one_instance_are_spaced_by_the_interval(
     redis: Redis, redis_prefix: str

@@ -1,4 +1,4 @@
-"""Sending texts through a real HTTP server speaking Evolution's wire format."""
+"""Sending texts through a real HTTP server speaking Evolution's wire format, on each of its channels."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from papo_common.errors import PermanentError
-from papo_deliver.evolution import EvolutionClient, SentMessage
-from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import EvolutionUnavailable, RetryPolicy
+from papo_common.evolution import (
+    EvolutionClient,
+    EvolutionMisconfigured,
+    EvolutionRejected,
+    EvolutionUnavailable,
+    RetryPolicy,
+    SentMessage,
+)
+from papo_deliver.courtesy import Courtesies
 from papo_deliver.send_slots import SendSlots
-from papo_deliver.sending import Chat, send_texts
+from papo_deliver.sending import Chat, TypingPace, send_texts
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
+
+pytestmark = pytest.mark.integration  # a real HTTP server, and Redis for the send slots
 
 INSTANCE, API_KEY = "acme", "acme-key"
 CHAT = Chat(INSTANCE, "5511987654321")
@@ -31,6 +38,7 @@ async def send(client: EvolutionClient, texts: list[str], **kwargs: object) -> l
     async def on_sent(index: int, message: SentMessage) -> None:
         sent.append((index, message))
 
+    kwargs.setdefault("courtesies", Courtesies(client))
     await send_texts(client, CHAT, texts, pace=PACE, policy=RETRIES, on_sent=on_sent, **kwargs)  # type: ignore[arg-type]
     return sent
 
@@ -107,15 +115,20 @@ async def test_a_number_not_on_whatsapp_is_permanent_and_nothing_is_sent(
 ) -> None:
     evolution.mark_not_on_whatsapp("5511987654321")
 
-    with pytest.raises(PermanentError, match=re.escape("not on WhatsApp: 5511987654321@s.whatsapp.net")):
+    with pytest.raises(EvolutionRejected, match=re.escape("1 number(s) not on WhatsApp")):
         await send(client, ["hello"])
-    assert evolution.requests_to("sendText") == []  # the presence call already said so
+    # The typing call failed first, but only sendText decides the reply's fate.
+    assert [r.status for r in evolution.requests] == [400, 400]
+    assert evolution.sent_texts() == []
 
 
-async def test_a_wrong_api_key_is_permanent(evolution: FakeEvolution, http: httpx.AsyncClient) -> None:
+async def test_a_wrong_api_key_is_a_configuration_error_redelivered_later(
+    evolution: FakeEvolution, http: httpx.AsyncClient
+) -> None:
     wrong = EvolutionClient(http, evolution.url, SecretStr("nope"), timeout_seconds=2.0)
-    with pytest.raises(PermanentError, match="401"):
+    with pytest.raises(EvolutionMisconfigured, match="401"):
         await send(wrong, ["hello"])
+    assert len(evolution.requests_to("sendText")) == 1, "a rejected key is not hammered"
 
 
 async def test_a_failed_typing_indicator_does_not_stop_the_reply_and_evolution_types_instead(

@@ -7,7 +7,7 @@ comes from the pod's `track` label, added at scrape time, so no metric here carr
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -15,6 +15,12 @@ WEBHOOKS = Counter(
     "papo_webhooks",
     "Evolution API webhooks received, by outcome (accepted, duplicate, ignored, rejected, unavailable).",
     ["outcome", "reason"],
+    registry=REGISTRY,
+)
+INSTANCE_CONNECTED = Gauge(
+    "papo_instance_connected",
+    "1 while the Evolution instance's WhatsApp session is open, 0 while connecting or closed (connection.update).",
+    ["instance"],
     registry=REGISTRY,
 )
 DEBOUNCE_BURST_MESSAGES = Histogram(
@@ -77,8 +83,15 @@ LLM_TURNS = Counter(
 )
 REPLIES = Counter(
     "papo_replies",
-    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate, withheld).",
+    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate, withheld, held).",
     ["instance", "outcome"],
+    registry=REGISTRY,
+)
+DELIVER_COURTESIES_SKIPPED = Counter(
+    "papo_deliver_courtesies_skipped",
+    "Typing indicators and read receipts not shown, by instance, call (sendPresence, markMessageAsRead) and "
+    "reason (unsupported: the channel refuses it; failed: any other failure). The reply went out regardless.",
+    ["instance", "call", "reason"],
     registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(

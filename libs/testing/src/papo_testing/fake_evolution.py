@@ -13,6 +13,23 @@ It answers the endpoints papo calls the way Evolution 2.3 does (checked against 
   unique, non-empty `id` and `remoteJid`); like Evolution 2.3 it skips keys whose `remoteJid` is neither a
   phone JID nor a group (a `@lid`), so those are not recorded as read.
 
+Each instance runs one of Evolution's three channels (`channels={"inst": EVOLUTION}`), as 2.3.7 does:
+- `WHATSAPP-BAILEYS` (the default): all of the above; `key.id` like `3EB0…`; numbers can be missing from
+  WhatsApp;
+- `EVOLUTION`: `sendPresence`, `markMessageAsRead` and `getBase64FromMediaMessage` answer 400 "Method not
+  available on Evolution Channel"; `sendText` checks no number, echoes `number` as given in `remoteJid` (bare
+  digits stay bare), answers a UUID `key.id`, whole-second `messageTimestamp`, and its webhooks carry no
+  `sender`;
+- `WHATSAPP-BUSINESS` (Meta's Cloud API): `sendPresence` and `markMessageAsRead` answer 400 "Method not
+  available on WhatsApp Business API"; `sendText` ignores `delay` and answers a `wamid.` id;
+  `getBase64FromMediaMessage` works (Evolution fetches the media from Meta).
+
+Every accepted `sendText` is announced as a `send.message` webhook to `webhook_url` (with `webhook_headers`),
+as Evolution does for every send through its API. Evolution emits it before it answers the HTTP call; the
+fake delivers it before the answer (`echo_order="before"`, the webhook answered first) or after it
+(`"after"`), so receivers can be tested in both orders. Media registered with `add_media` is also served at
+`media_url(message_id)`, like the S3 URL Evolution puts in `message.mediaUrl`.
+
 Guards run in Evolution's order: an unknown instance is 404, then a wrong `apikey` is 401: each instance
 accepts its own key (`api_keys`) and the global one (`global_api_key`), never another instance's. Bodies are
 validated like Evolution's JSON schemas and errors use its envelope
@@ -30,6 +47,7 @@ with its arrival time, so tests can assert what was sent, in which order, and ho
 from __future__ import annotations
 
 import asyncio
+import base64 as b64
 import json
 import secrets
 import socket
@@ -40,12 +58,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 import uvicorn
 
 Json = Any
 Response = tuple[int, Json]
+
+BAILEYS = "WHATSAPP-BAILEYS"
+EVOLUTION = "EVOLUTION"
+BUSINESS = "WHATSAPP-BUSINESS"
+CHANNELS = (BAILEYS, EVOLUTION, BUSINESS)
+EchoOrder = Literal["before", "after"]
+_CHANNEL_NAMES = {EVOLUTION: "Evolution Channel", BUSINESS: "WhatsApp Business API"}
+_OWN_NUMBER = "5511888880000@s.whatsapp.net"
+
+
+def method_not_available_body(channel: str) -> dict[str, Json]:
+    """What the `EVOLUTION` and `WHATSAPP-BUSINESS` channels answer (HTTP 400) for a call they lack."""
+    return evolution_error_body(400, [f"Method not available on {_CHANNEL_NAMES[channel]}"])
 
 
 def evolution_error_body(status: int, message: Json) -> dict[str, Json]:
@@ -107,6 +139,9 @@ class RecordedRequest:
     received_monotonic: float
     received_at: datetime
     status: int | None = None
+    answer: Json = None
+    """The body the fake answered with (JSON), once answered."""
+    after_response: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +166,17 @@ class ReadReceipt:
     message_id: str
     from_me: bool
     received_monotonic: float
+
+
+@dataclass(frozen=True)
+class DeliveredWebhook:
+    """A webhook the fake posted (`send.message`), with the receiver's answer (None: unreachable)."""
+
+    event: str
+    instance: str
+    body: Json
+    status: int | None
+    sent_monotonic: float
 
 
 @dataclass(frozen=True)
@@ -160,6 +206,12 @@ class _State:
     not_on_whatsapp: set[str]
     media: dict[str, FakeMedia]
     simulate_delays: bool
+    channels: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_headers: dict[str, str] = field(default_factory=dict)
+    echo_order: EchoOrder = "before"
+    webhooks: list[DeliveredWebhook] = field(default_factory=list)
+    base_url: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
     sent: list[SentText] = field(default_factory=list)
     read: list[ReadReceipt] = field(default_factory=list)
@@ -178,6 +230,10 @@ class _State:
                     return fault
         return None
 
+    def channel(self, instance: str | None) -> str:
+        with self.lock:
+            return self.channels.get(instance or "", BAILEYS)
+
 
 class FakeEvolution:
     """A running fake Evolution API. Start it with `async with`/`with`, or `start()` and `stop()`."""
@@ -190,6 +246,10 @@ class FakeEvolution:
         not_on_whatsapp: Iterable[str] = (),
         media: Mapping[str, FakeMedia] | None = None,
         simulate_delays: bool = True,
+        channels: Mapping[str, str] | None = None,
+        webhook_url: str | None = None,
+        webhook_headers: Mapping[str, str] | None = None,
+        echo_order: EchoOrder = "before",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -199,6 +259,10 @@ class FakeEvolution:
             not_on_whatsapp={to_jid(number) for number in not_on_whatsapp},
             media=dict(media or {}),
             simulate_delays=simulate_delays,
+            channels=dict(channels or {}),
+            webhook_url=webhook_url,
+            webhook_headers=dict(webhook_headers or {}),
+            echo_order=echo_order,
         )
         self._host, self._port = host, port
         self._server: uvicorn.Server | None = None
@@ -206,9 +270,27 @@ class FakeEvolution:
 
     # Programming the fake
 
-    def add_instance(self, instance: str, api_key: str) -> None:
+    def add_instance(self, instance: str, api_key: str, *, channel: str = BAILEYS) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}; one of {CHANNELS}")
         with self._state.lock:
             self._state.api_keys[instance] = api_key
+            self._state.channels[instance] = channel
+
+    def set_webhook(
+        self,
+        url: str | None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        echo_order: EchoOrder | None = None,
+    ) -> None:
+        """Where `send.message` webhooks go (None: nowhere), with which headers, and in which order
+        relative to the `sendText` answer."""
+        with self._state.lock:
+            self._state.webhook_url = url
+            self._state.webhook_headers = dict(headers or {})
+            if echo_order is not None:
+                self._state.echo_order = echo_order
 
     def add_media(self, message_id: str, media: FakeMedia) -> None:
         with self._state.lock:
@@ -261,6 +343,14 @@ class FakeEvolution:
         with self._state.lock:
             return [r for r in self._state.read if instance is None or r.instance == instance]
 
+    def delivered_webhooks(self, event: str | None = None) -> list[DeliveredWebhook]:
+        with self._state.lock:
+            return [w for w in self._state.webhooks if event is None or w.event == event]
+
+    def media_url(self, message_id: str) -> str:
+        """Where the media registered for `message_id` is served without a key, like Evolution's S3 URLs."""
+        return f"{self.url}/s3/media/{message_id}"
+
     # Lifecycle
 
     def start(self) -> FakeEvolution:
@@ -268,6 +358,7 @@ class FakeEvolution:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         self._port = sock.getsockname()[1]
+        self._state.base_url = f"http://{self._host}:{self._port}"
         config = uvicorn.Config(
             _asgi_app(self._state), lifespan="off", log_level="warning", access_log=False, log_config=None
         )
@@ -343,41 +434,87 @@ async def _send_text(state: _State, request: RecordedRequest) -> Response:
     }
     if errors := _validation_errors(body, schema, ("number", "text")):
         return 400, evolution_error_body(400, [errors])
-    if not body["text"].strip():
-        return 400, evolution_error_body(400, ["Text is required"])
-    if refusal := _check_number(state, body["number"]):
-        return refusal
-    delay = body.get("delay")
-    if state.simulate_delays and delay:
-        await asyncio.sleep(delay / 1000)
     assert request.instance is not None
-    remote_jid, message_id = to_jid(body["number"]), new_message_id()
+    channel = state.channel(request.instance)
+    if channel == BAILEYS:
+        if not body["text"].strip():
+            return 400, evolution_error_body(400, ["Text is required"])
+        if refusal := _check_number(state, body["number"]):
+            return refusal
+    delay = body.get("delay")
+    if state.simulate_delays and delay and channel != BUSINESS:  # the Cloud API channel ignores `delay`
+        await asyncio.sleep(delay / 1000)
+    number = body["number"]
+    if channel == EVOLUTION:
+        remote_jid, message_id = number, str(uuid.uuid4())  # echoed as given: bare digits stay bare
+    elif channel == BUSINESS:
+        remote_jid, message_id = to_jid(number), "wamid." + b64.b64encode(secrets.token_bytes(24)).decode()
+    else:
+        remote_jid, message_id = to_jid(number), new_message_id()
     sent = SentText(
-        request.instance,
-        body["number"],
-        remote_jid,
-        body["text"],
-        message_id,
-        delay,
-        request.received_monotonic,
+        request.instance, number, remote_jid, body["text"], message_id, delay, request.received_monotonic
     )
     with state.lock:
         state.sent.append(sent)
         instance_id = state.instance_ids.setdefault(request.instance, str(uuid.uuid4()))
-    return 201, {
+    answer: dict[str, Json] = {
         "key": {"remoteJid": remote_jid, "fromMe": True, "id": message_id},
-        "pushName": "Você",
-        "status": "PENDING",
         "message": {"conversation": body["text"]},
-        "contextInfo": None,
         "messageType": "conversation",
         "messageTimestamp": int(time.time()),
         "instanceId": instance_id,
-        "source": "web",
     }
+    if channel == BAILEYS:
+        answer |= {"pushName": "Você", "status": "PENDING", "contextInfo": None, "source": "web"}
+    elif channel == BUSINESS:
+        answer |= {"status": "PENDING", "source": "unknown"}
+    else:
+        answer |= {"source": "unknown"}
+    await _announce(state, request, "send.message", answer)
+    return 201, answer
+
+
+async def _announce(state: _State, request: RecordedRequest, event: str, data: Json) -> None:
+    """Post the webhook Evolution emits for `request`: now (before the answer) or once it was answered."""
+    with state.lock:
+        url, headers, order = state.webhook_url, dict(state.webhook_headers), state.echo_order
+        api_key = state.api_keys.get(request.instance or "")
+    if url is None:
+        return
+    assert request.instance is not None
+    envelope: dict[str, Json] = {
+        "event": event,
+        "instance": request.instance,
+        "data": data,
+        "destination": url,
+        "date_time": datetime.now().isoformat(timespec="milliseconds")
+        + "Z",  # local time with a Z, as Evolution
+        "server_url": state.base_url,
+        "apikey": api_key,
+    }
+    if state.channel(request.instance) != EVOLUTION:
+        envelope["sender"] = _OWN_NUMBER
+    instance = request.instance
+
+    async def post() -> None:
+        status: int | None
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                status = (await client.post(url, json=envelope, headers=headers)).status_code
+        except httpx.HTTPError:
+            status = None
+        with state.lock:
+            state.webhooks.append(DeliveredWebhook(event, instance, envelope, status, time.monotonic()))
+
+    if order == "before":
+        await post()
+    else:
+        request.after_response = post
 
 
 async def _send_presence(state: _State, request: RecordedRequest) -> Response:
+    if (channel := state.channel(request.instance)) != BAILEYS:
+        return 400, method_not_available_body(channel)
     body = request.json
     schema: Mapping[str, tuple[type, ...]] = {"number": (str,), "presence": (str,), "delay": (int, float)}
     if errors := _validation_errors(body, schema, ("number", "presence", "delay")):
@@ -392,15 +529,23 @@ async def _send_presence(state: _State, request: RecordedRequest) -> Response:
 
 
 async def _get_base64(state: _State, request: RecordedRequest) -> Response:
+    channel = state.channel(request.instance)
+    if channel == EVOLUTION:
+        return 400, method_not_available_body(channel)
     body = request.json if isinstance(request.json, dict) else {}
     message_id = ((body.get("message") or {}).get("key") or {}).get("id")
     with state.lock:
         media = state.media.get(message_id) if isinstance(message_id, str) else None
+    if channel == BUSINESS and not (body.get("message") or {}).get("messageType"):
+        # its getBase64FromMediaMessage reads `messageType` first
+        return 400, evolution_error_body(
+            400, ["TypeError: Cannot read properties of undefined (reading 'includes')"]
+        )
     if media is None:
         return 400, evolution_error_body(400, ["Message not found"])
     kind = media.mimetype.split("/")[0]
     media_type = f"{kind}Message" if kind in {"audio", "image", "video"} else "documentMessage"
-    return 201, {
+    answer = {
         "mediaType": media_type,
         "fileName": f"{message_id}.{media.mimetype.split('/')[-1].split(';')[0]}",
         "caption": None,
@@ -409,6 +554,9 @@ async def _get_base64(state: _State, request: RecordedRequest) -> Response:
         "base64": media.base64,
         "buffer": None,
     }
+    if channel == BUSINESS:
+        del answer["buffer"]
+    return 201, answer
 
 
 def _read_message_errors(body: Json) -> list[str]:
@@ -438,6 +586,8 @@ def _read_message_errors(body: Json) -> list[str]:
 
 
 async def _mark_read(state: _State, request: RecordedRequest) -> Response:
+    if (channel := state.channel(request.instance)) != BAILEYS:
+        return 400, method_not_available_body(channel)
     if errors := _read_message_errors(request.json):
         return 400, evolution_error_body(400, [errors])
     assert request.instance is not None
@@ -469,6 +619,15 @@ def _authorise(state: _State, request: RecordedRequest) -> Response | None:
     if request.headers.get("apikey") not in {expected, global_key} - {None}:
         return 401, evolution_error_body(401, "Unauthorized")
     return None
+
+
+def _stored_media(state: _State, request: RecordedRequest) -> tuple[int, bytes, str]:
+    """A media object, as Evolution's S3 storage serves it: raw bytes, no key."""
+    with state.lock:
+        media = state.media.get(request.instance or "")
+    if media is None:
+        return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
+    return 200, b64.b64decode(media.base64), media.mimetype
 
 
 async def _respond(state: _State, request: RecordedRequest) -> Response:
@@ -512,14 +671,21 @@ def _asgi_app(state: _State) -> Any:
         )
         with state.lock:
             state.requests.append(request)
-        if isinstance(payload, str):
-            status, body = 400, evolution_error_body(400, ["Unexpected token in JSON"])
+        content_type = "application/json; charset=utf-8"
+        if request.method == "GET" and endpoint == "/s3/media":
+            status, encoded, content_type = _stored_media(state, request)
         else:
-            status, body = await _respond(state, request)
+            if isinstance(payload, str):
+                status, body = 400, evolution_error_body(400, ["Unexpected token in JSON"])
+            else:
+                status, body = await _respond(state, request)
+            encoded = json.dumps(body).encode()
+            request.answer = body
         request.status = status
-        encoded = json.dumps(body).encode()
-        headers = [(b"content-type", b"application/json; charset=utf-8")]
+        headers = [(b"content-type", content_type.encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": encoded})
+        if request.after_response is not None:
+            await request.after_response()
 
     return app

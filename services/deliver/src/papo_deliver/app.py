@@ -2,26 +2,75 @@
 
 from __future__ import annotations
 
+import httpx
 from faststream.asgi import AsgiFastStream
+from redis.asyncio import Redis
 
+from papo_common.evolution import EvolutionClient, RetryPolicy
+from papo_common.own_sends import OwnSends
+from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.topology import DELIVER
+from papo_deliver.courtesy import Courtesies, RefusalMemory
+from papo_deliver.delivery import ChunkLimits, ReplyDeliverer
 from papo_deliver.handlers import register_handlers
-from papo_deliver.runtime import DeliverRuntime
+from papo_deliver.ledger import DeliveryLedger
+from papo_deliver.send_slots import SendSlots
+from papo_deliver.sending import TypingPace
 from papo_deliver.settings import DeliverSettings
 
 
+def make_deliverer(settings: DeliverSettings, redis: Redis, http: httpx.AsyncClient) -> ReplyDeliverer:
+    """deliver's work, wired from its settings over shared Redis and HTTP clients."""
+    prefix = settings.redis_key_prefix
+    client = EvolutionClient(
+        http, settings.evolution_url, settings.evolution_keys(), settings.evolution_timeout_seconds
+    )
+    return ReplyDeliverer(
+        client,
+        DeliveryLedger(redis, prefix, sent_ttl_seconds=settings.deliver_sent_ttl_seconds),
+        pace=TypingPace(
+            settings.deliver_typing_cps, settings.deliver_typing_min_ms, settings.deliver_typing_max_ms
+        ),
+        policy=RetryPolicy(
+            settings.deliver_retry_attempts,
+            settings.deliver_retry_base_seconds,
+            settings.deliver_retry_max_seconds,
+        ),
+        lock_ttl_seconds=settings.deliver_lock_ttl_seconds,
+        chunk_limits=ChunkLimits(settings.deliver_max_chunk_chars, settings.deliver_max_chunks),
+        slots=SendSlots(redis, prefix, interval_ms=settings.deliver_min_send_interval_ms),
+        mark_read=settings.deliver_mark_read,
+        courtesies=Courtesies(
+            client,
+            timeout_seconds=settings.deliver_courtesy_timeout_seconds,
+            refusals=RefusalMemory(settings.deliver_refusal_memory_seconds),
+        ),
+        own_sends=OwnSends(redis, prefix),
+    )
+
+
 def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
-    """Build the deliver service. Its clients open on startup and close after the broker has stopped."""
+    """Build the deliver service. Its clients close after the broker has stopped, so in-flight sends finish."""
     settings = settings or DeliverSettings()
-    broker = make_service_broker("deliver", settings)
-    runtime = DeliverRuntime(settings)
-    register_handlers(broker, runtime)
-    app = consumer_app(broker, checks={"redis": runtime.redis_ready}, on_startup=[runtime.start])
+    broker = make_service_broker(DELIVER.service, settings)
+    redis = make_redis(settings.redis_url.get_secret_value())
+    # Connection pooling is the point of sharing the client; timeouts are set per request because a
+    # request's timeout grows with the typing delay Evolution holds it for.
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+    register_handlers(broker, make_deliverer(settings, redis, http))
+
+    async def redis_ready() -> None:
+        await redis.ping()
+
+    async def close() -> None:
+        await http.aclose()
+        await redis.aclose()
+
     # consumer_app's on_shutdown runs before the broker drains in-flight messages; closing the HTTP client
     # there would fail the sends still running, so it closes after the broker stopped instead.
-    app.after_shutdown(runtime.stop)
-    return app
+    return consumer_app(broker, checks={"redis": redis_ready}, after_shutdown=[close])
 
 
 def main() -> None:

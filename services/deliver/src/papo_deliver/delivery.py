@@ -4,6 +4,10 @@ Under the reply's lock: fix how the reply is split (once, on its first delivery)
 already accepted, mark the answered messages as read before the first chunk, send the others in order, and
 record each one the moment Evolution accepts it. A redelivery of a fully sent reply sends nothing and reports the
 recorded ids again, so the `ReplySent` that may have been lost with a crash is published after all.
+
+Before any of that, `handle` withholds an answer to a chat a human took over, and holds every reply of an
+instance known to be disconnected (`connection.update` state `close`): it is redelivered later, with backoff,
+instead of failing against a closed WhatsApp session.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from datetime import datetime
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from papo_common.contracts import Reply, utcnow
+from papo_common.contracts import Reply, ReplySent, utcnow
+from papo_common.control import paused_reason
+from papo_common.errors import DependencyUnavailable, PermanentError
+from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, evolution_number
+from papo_common.metrics import REPLIES
+from papo_common.own_sends import OwnSends, instance_state
 from papo_deliver.chunking import split_reply
-from papo_deliver.evolution import EvolutionClient, SentMessage, evolution_number
+from papo_deliver.courtesy import Courtesies
 from papo_deliver.ledger import DeliveryLedger, SentChunk
-from papo_deliver.pacing import TypingPace
-from papo_deliver.receipts import mark_answered_as_read
-from papo_deliver.retry import RetryPolicy
 from papo_deliver.send_slots import SendSlots
-from papo_deliver.sending import UNSPACED, Chat, send_texts
+from papo_deliver.sending import UNSPACED, Chat, TypingPace, send_texts
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,10 @@ class DeliveryOutcome:
     """When the last chunk was accepted."""
     already_sent: bool
     """True when every chunk had been sent before this delivery (a redelivery or a duplicate)."""
+
+
+class InstanceDisconnected(DependencyUnavailable):
+    """The instance's WhatsApp session is closed: the reply waits (redelivered with backoff) until it opens."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class ReplyDeliverer:
         chunk_limits: ChunkLimits | None = None,
         slots: SendSlots = UNSPACED,
         mark_read: bool = False,
+        courtesies: Courtesies | None = None,
+        own_sends: OwnSends | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -68,11 +80,43 @@ class ReplyDeliverer:
         self._chunk_limits = chunk_limits or ChunkLimits()
         self._slots = slots
         self._mark_read = mark_read
+        self._courtesies = courtesies if courtesies is not None else Courtesies(client)
+        self._own_sends = own_sends
+
+    async def handle(self, reply: Reply) -> ReplySent | None:
+        """What deliver does with one `Reply`: None when it is withheld (a human took over the chat), else
+        the `ReplySent` to publish once every chunk is out. Raises `InstanceDisconnected` while the
+        instance is known to be closed, and what `deliver` raises."""
+        instance = reply.conversation.instance
+        redis, prefix = self._ledger.redis, self._ledger.prefix
+        if reply.kind == "answer" and await paused_reason(redis, prefix, reply.conversation):
+            # A human took over while the answer was being written: theirs is the answer now. Notices
+            # ("a human will answer you") still go out.
+            REPLIES.labels(instance=instance, outcome="withheld").inc()
+            logger.info("reply withheld: the bot is paused", extra={"reply_id": reply.reply_id})
+            return None
+        if await instance_state(redis, prefix, instance) == "close":
+            REPLIES.labels(instance=instance, outcome="held").inc()
+            raise InstanceDisconnected(f"instance {instance!r} is disconnected from WhatsApp")
+        try:
+            outcome = await self.deliver(reply)
+        except (PermanentError, DependencyUnavailable):
+            REPLIES.labels(instance=instance, outcome="failed").inc()
+            raise
+        REPLIES.labels(instance=instance, outcome="duplicate" if outcome.already_sent else "sent").inc()
+        # Published after the send is recorded: a crash in between redelivers the reply, which then sends
+        # nothing and publishes this again.
+        return ReplySent(
+            reply_id=reply.reply_id,
+            conversation=reply.conversation,
+            whatsapp_message_ids=outcome.message_ids,
+            sent_at=outcome.sent_at,
+        )
 
     async def deliver(self, reply: Reply) -> DeliveryOutcome:
         """Send what of `reply` was not sent yet. Raises `PermanentError` when it can never be sent, and
         `DependencyUnavailable` (Evolution failing, another consumer sending it) when it may later."""
-        chat = Chat(reply.conversation.instance, evolution_number(reply.chat_id))
+        chat = Chat(reply.conversation.instance, evolution_number(reply.chat_id), reply.chat_id)
         lock = self._ledger.lock(
             reply, ttl_seconds=self._lock_ttl_seconds, wait_seconds=self._lock_ttl_seconds
         )
@@ -90,7 +134,7 @@ class ReplyDeliverer:
             if not already_sent:
                 if self._mark_read and 0 not in sent:  # read once, before the first chunk
                     await lock.renew()
-                    await mark_answered_as_read(self._client, reply)
+                    await self._courtesies.mark_read(chat.instance, reply.chat_id, reply.in_reply_to)
                 await send_texts(
                     self._client,
                     chat,
@@ -102,6 +146,8 @@ class ReplyDeliverer:
                     before_each_call=lock.renew,
                     slots=self._slots,
                     renew_every_seconds=self._lock_ttl_seconds / 3,
+                    courtesies=self._courtesies,
+                    own_sends=self._own_sends,
                 )
         chunks = [sent[index] for index in range(len(texts))]
         return DeliveryOutcome(

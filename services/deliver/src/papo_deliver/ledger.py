@@ -57,6 +57,14 @@ class DeliveryLedger:
         self._prefix = prefix
         self._sent_ttl_seconds = sent_ttl_seconds
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def _key(self, reply: Reply, suffix: str) -> str:
         return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply.reply_id}:{suffix}")
 

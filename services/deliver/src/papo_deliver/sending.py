@@ -15,11 +15,9 @@ import time
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
 
-from papo_common.errors import PermanentError
-from papo_deliver.classify import classify
-from papo_deliver.evolution import EvolutionClient, SentMessage
-from papo_deliver.pacing import TypingPace
-from papo_deliver.retry import RETRYABLE, RetryPolicy, call_with_retries
+from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, call_with_retries
+from papo_common.own_sends import OwnSends
+from papo_deliver.courtesy import Courtesies
 from papo_deliver.send_slots import SendSlots, sleep_until
 
 logger = logging.getLogger(__name__)
@@ -36,10 +34,25 @@ async def _nothing() -> None:
 
 
 @dataclass(frozen=True)
+class TypingPace:
+    chars_per_second: float
+    min_ms: int
+    max_ms: int
+
+    def typing_ms(self, text: str) -> int:
+        """Milliseconds of "typing…" before `text` is sent: proportional to its length, within bounds, so a
+        one-word answer still shows a moment of typing and a long one never keeps the person waiting long."""
+        proportional = round(len(text) / self.chars_per_second * 1000)
+        return max(self.min_ms, min(self.max_ms, proportional))
+
+
+@dataclass(frozen=True)
 class Chat:
     instance: str
     number: str
-    """Evolution's `number`: see `evolution.evolution_number`."""
+    """Evolution's `number`: see `papo_common.evolution.evolution_number`."""
+    jid: str = ""
+    """The chat's JID, under which papo's own sends are recorded (`OwnSends`); the number when empty."""
 
 
 async def send_texts(
@@ -54,10 +67,17 @@ async def send_texts(
     before_each_call: Hook = _nothing,
     slots: SendSlots = UNSPACED,
     renew_every_seconds: float = 10.0,
+    courtesies: Courtesies | None = None,
+    own_sends: OwnSends | None = None,
 ) -> None:
     """Send each text not in `already_sent`, in order; `on_sent(index, message)` runs after each one is
     accepted and before the next is started. `before_each_call` runs before every HTTP call and every
-    `renew_every_seconds` of waiting (the caller renews its lock there)."""
+    `renew_every_seconds` of waiting (the caller renews its lock there). Without `courtesies` no typing
+    indicator is shown: Evolution types for the typing time itself.
+
+    With `own_sends`, each text is expected in the chat before its `sendText` (Evolution emits `send.message`
+    before it answers) and its id recorded before `on_sent`, so papo's own echo is never taken for a human."""
+    chat_jid = chat.jid or chat.number
 
     async def wait_until(deadline: float) -> None:
         await sleep_until(deadline, renew=before_each_call, renew_every_seconds=renew_every_seconds)
@@ -68,7 +88,10 @@ async def send_texts(
         typing_ms = pace.typing_ms(text)
         slot = await slots.reserve(chat.instance, lead_ms=typing_ms)
         await wait_until(slot - typing_ms / 1000)
-        typed = await _show_typing(client, chat, typing_ms, before_each_call)
+        typed = False
+        if courtesies is not None:
+            await before_each_call()
+            typed = await courtesies.show_typing(chat.instance, chat.number, typing_ms)
         attempts = 0
 
         async def send(text: str = text, first_slot: float = slot, typed: bool = typed) -> SentMessage:
@@ -81,9 +104,13 @@ async def send_texts(
             await before_each_call()
             # Without a typing indicator shown, Evolution types until the slot itself.
             delay_ms = await _claim_turn(slots, chat.instance, None if typed else target, wait_until)
+            if own_sends is not None:
+                await own_sends.expect(chat.instance, chat_jid, text)
             return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)
 
         message = await call_with_retries(send, policy, what=f"sendText chunk {index}")
+        if own_sends is not None:
+            await own_sends.record(chat.instance, chat_jid, message.message_id)
         await on_sent(index, message)
 
 
@@ -97,21 +124,3 @@ async def _claim_turn(
         if wait <= 0:
             return delay_ms
         await wait_until(time.monotonic() + wait)
-
-
-async def _show_typing(client: EvolutionClient, chat: Chat, typing_ms: int, before_call: Hook) -> bool:
-    """Show "typing…" for `typing_ms` (Evolution holds the request that long). The indicator is cosmetic: a
-    transient failure is logged and the text goes out anyway, with Evolution's own typing delay instead. A
-    permanent one (number not on WhatsApp, wrong key, unknown instance) would fail the send too: raised."""
-    await before_call()
-    try:
-        await client.send_presence(chat.instance, chat.number, delay_ms=typing_ms)
-    except RETRYABLE as error:
-        verdict = classify(error)
-        if not verdict.transient:
-            raise PermanentError(f"sendPresence: {verdict.reason}") from error
-        logger.warning(
-            "typing indicator not shown", extra={"instance": chat.instance, "reason": verdict.reason}
-        )
-        return False
-    return True

@@ -3,24 +3,14 @@ failures are retried."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from papo_common.settings import PapoSettings
+from papo_common.evolution import EvolutionSettings
 
 
-class DeliverSettings(PapoSettings):
-    """Read from `PAPO_*` environment variables; the API key is a secret and never logged."""
-
-    evolution_url: str = "http://127.0.0.1:8080"
-    """Base URL of Evolution API (`PAPO_EVOLUTION_URL`), without a trailing path."""
-    evolution_api_key: SecretStr = SecretStr("")
-    """Evolution's global API key or the instances' token (`PAPO_EVOLUTION_API_KEY`), sent as `apikey` through
-    every instance without its own key in `evolution_api_keys`."""
-    evolution_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
-    """Per-instance keys (`PAPO_EVOLUTION_API_KEYS`, a JSON object `{"<instance>": "<key>"}`): a reply goes out
-    through the instance that received the message, with that instance's key."""
-    evolution_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-    """Per request, on top of the typing delay Evolution holds a request open for."""
+class DeliverSettings(EvolutionSettings):
+    """Read from `PAPO_*` environment variables; the API keys are secrets and never logged. Where Evolution
+    is and with which keys each instance is called: `EvolutionSettings`."""
 
     deliver_typing_cps: float = Field(default=30.0, gt=0)
     """Characters per second a person would type: the typing indicator lasts len(text) / cps."""
@@ -35,6 +25,12 @@ class DeliverSettings(PapoSettings):
     """Least time between two messages sent through one instance, across all replicas (0: no spacing)."""
     deliver_mark_read: bool = True
     """Mark the messages a reply answers as read before typing it."""
+    deliver_courtesy_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    """How long a typing indicator or read receipt may take beyond its own delay before it is given up: they
+    are cosmetic, so a slow Evolution must not hold the reply."""
+    deliver_refusal_memory_seconds: int = Field(default=3600, ge=0)
+    """How long an instance whose channel refused typing or read receipts ("Method not available") is not
+    asked for them again (0: ask every time)."""
 
     deliver_retry_attempts: int = Field(default=4, ge=1, le=20)
     """Calls to Evolution per send within one delivery of the message, before it is handed back for
@@ -49,11 +45,6 @@ class DeliverSettings(PapoSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> DeliverSettings:
-        if self.evolution_api_keys:  # then the global key is only a fallback and may be absent
-            for key in self.evolution_api_keys.values():
-                self.refuse_placeholder("evolution_api_keys", key)
-        else:
-            self.refuse_placeholder("evolution_api_key", self.evolution_api_key)
         if self.deliver_typing_min_ms > self.deliver_typing_max_ms:
             raise ValueError("PAPO_DELIVER_TYPING_MIN_MS must not exceed PAPO_DELIVER_TYPING_MAX_MS")
         if self.deliver_retry_base_seconds > self.deliver_retry_max_seconds:
