@@ -100,14 +100,22 @@ async def test_other_events_are_ignored_even_with_dependencies_down(
     client: AsyncTestClient[Litestar],
 ) -> None:
     response = await client.post(
-        "/webhook/evolution/connection-update", json=fixture("connection_update"), headers=AUTH
+        "/webhook/evolution/messages-update", json=fixture("messages_update"), headers=AUTH
     )
     assert response.status_code == 200
     assert response.json() == {
         "status": "ignored",
         "reason": "event_not_handled",
-        "detail": "connection.update",
+        "detail": "messages.update",
     }
+
+
+async def test_connection_update_with_redis_down_is_retried(client: AsyncTestClient[Litestar]) -> None:
+    response = await client.post(
+        "/webhook/evolution/connection-update", json=fixture("connection_update"), headers=AUTH
+    )
+    assert response.status_code == 503
+    assert response.json()["reason"] == "redis"
 
 
 async def test_groups_are_ignored_by_default(client: AsyncTestClient[Litestar]) -> None:
@@ -154,7 +162,7 @@ async def test_an_unexpected_error_is_a_bare_json_500(client: AsyncTestClient[Li
 async def test_unauthenticated_mode_accepts_without_token() -> None:
     app = create_app(settings(webhook_token=None, webhook_allow_unauthenticated=True))
     async with AsyncTestClient(app) as test_client:
-        response = await test_client.post("/webhook/evolution", json=fixture("connection_update"))
+        response = await test_client.post("/webhook/evolution", json=fixture("messages_update"))
     assert response.status_code == 200
 
 

@@ -10,7 +10,14 @@ import pytest
 
 from papo_common.contracts import InboundMessage
 from papo_common.topology import RoutingKey, routing_key_for
-from papo_ingest.evolution import Ignored, IntakePolicy, MalformedWebhook, event_name, parse_webhook
+from papo_ingest.evolution import (
+    ConnectionUpdate,
+    Ignored,
+    IntakePolicy,
+    MalformedWebhook,
+    event_name,
+    parse_webhook,
+)
 
 from .fixtures import all_fixture_names, fixture
 
@@ -52,15 +59,20 @@ IGNORED_CASES = {
     "protocol_revoke": ("unsupported_type", "protocolMessage"),
     "edited": ("unsupported_type", "protocolMessage"),
     "image_no_caption": ("unsupported_type", "imageMessage"),
-    "connection_update": ("event_not_handled", "connection.update"),
     "messages_update": ("event_not_handled", "messages.update"),
-    "send_message": ("event_not_handled", "send.message"),
 }
 
 
 def test_every_fixture_has_an_expectation() -> None:
     expected = {*TEXT_CASES, *IGNORED_CASES, "reply_data_context", "reply_in_message", "audio_base64"}
-    expected |= {"audio_no_base64", "view_once_audio", "from_me"}
+    expected |= {
+        "audio_no_base64",
+        "view_once_audio",
+        "from_me",
+        "send_message",
+        "send_message_evolution_channel",
+    }
+    expected |= {"connection_update", "connection_update_close"}
     assert set(all_fixture_names()) == expected
 
 
@@ -156,6 +168,59 @@ def test_from_me_is_an_operator_message() -> None:
     assert routing_key_for(parsed) == RoutingKey.INBOUND_OPERATOR
 
 
+def test_from_me_carries_the_persons_lid_as_an_alias() -> None:
+    parsed = message("from_me")
+    assert parsed.source == "messages.upsert"
+    assert parsed.aliases == (LID,)
+
+
+def test_send_message_is_a_message_from_the_business() -> None:
+    parsed = message("send_message")
+    assert parsed.from_me is True
+    assert parsed.source == "send.message"
+    assert parsed.message_id == "3EB05E47000000000001"
+    assert parsed.text == "Olá! Sábado abrimos das 9h às 18h."
+    assert routing_key_for(parsed) == RoutingKey.INBOUND_OPERATOR
+
+
+def test_send_message_is_from_me_even_without_from_me_in_its_key() -> None:
+    body = fixture("send_message")
+    del body["data"]["key"]["fromMe"]
+    assert message_from(body).from_me is True
+
+
+def test_evolution_channel_echoes_bare_digits_as_the_phone_jid() -> None:
+    parsed = message("send_message_evolution_channel")
+    assert parsed.conversation == parsed.conversation.model_copy(update={"instance": "loja-canal"})
+    assert parsed.conversation.user_id == PN
+    assert parsed.chat_id == PN
+    assert parsed.sent_at == SENT
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "reason"),
+    [("connection_update", "open", 200), ("connection_update_close", "close", 428)],
+)
+def test_connection_update(name: str, state: str, reason: int) -> None:
+    assert parse(fixture(name)) == ConnectionUpdate("loja-centro", state, reason)
+
+
+def test_connection_update_without_a_state_is_rejected() -> None:
+    body = fixture("connection_update")
+    del body["data"]["state"]
+    with pytest.raises(MalformedWebhook) as error:
+        parse(body)
+    assert error.value.reason == "no_state"
+
+
+def test_a_phone_and_lid_pair_are_aliases_of_one_person() -> None:
+    parsed = message("lid_remotejidalt_2_3")
+    assert parsed.conversation.user_id == PN
+    assert parsed.aliases == (LID,)
+    assert message("lid_only").aliases == ()
+    assert message("send_message").aliases == ()
+
+
 def test_groups_when_accepted_are_one_conversation_per_group() -> None:
     parsed = message("group_text", IntakePolicy(accept_groups=True))
     assert parsed.conversation.user_id == "120363025246125486@g.us"
@@ -198,7 +263,7 @@ def test_event_from_the_path_when_the_body_has_none() -> None:
     body = fixture("text_conversation")
     del body["event"]
     assert isinstance(parse(body, path_event="messages-upsert"), InboundMessage)
-    assert parse(body, path_event="connection-update") == Ignored("event_not_handled", "connection-update")
+    assert parse(body, path_event="messages-update") == Ignored("event_not_handled", "messages-update")
 
 
 def test_event_names_follow_evolutions_normalisation() -> None:

@@ -32,27 +32,27 @@ class OwnSends:
         self._prefix = prefix
         self._ttl = ttl_seconds
 
-    def _key(self, instance: str, chat_jid: str, kind: str, value: str) -> str:
-        return f"{self._prefix}:own:{instance}:{_chat(chat_jid)}:{kind}:{value}"
+    def _id_key(self, instance: str, message_id: str) -> str:
+        # WhatsApp ids are unique per instance: an echo matches whichever spelling of the chat it carries
+        return f"{self._prefix}:own:{instance}:id:{message_id}"
+
+    def _text_key(self, instance: str, chat_jid: str, text: str) -> str:
+        return f"{self._prefix}:own:{instance}:text:{_chat(chat_jid)}:{_text_hash(text)}"
 
     async def expect(self, instance: str, chat_jid: str, text: str) -> None:
         """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's."""
-        await self._redis.set(
-            self._key(instance, chat_jid, "text", _text_hash(text)), b"1", ex=EXPECTED_TEXT_TTL_SECONDS
-        )
+        await self._redis.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
 
     async def record(self, instance: str, chat_jid: str, message_id: str) -> None:
         """Call once `sendText` returned the message id (`key.id`)."""
-        await self._redis.set(self._key(instance, chat_jid, "id", message_id), b"1", ex=self._ttl)
+        await self._redis.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
 
     async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
         """True when papo sent this message: its id was recorded, or its text was expected in this chat."""
-        id_key = self._key(instance, chat_jid, "id", message_id)
+        id_key = self._id_key(instance, message_id)
         if await self._redis.exists(id_key):
             return True
-        if text is None or not await self._redis.exists(
-            self._key(instance, chat_jid, "text", _text_hash(text))
-        ):
+        if text is None or not await self._redis.exists(self._text_key(instance, chat_jid, text)):
             return False
         # Later echoes of the same message (send.message, then a linked device's upsert) match by id.
         await self._redis.set(id_key, b"1", ex=self._ttl)
@@ -63,14 +63,35 @@ def _instance_state_key(prefix: str, instance: str) -> str:
     return f"{prefix}:instance:{instance}:state"
 
 
+def _instances_key(prefix: str) -> str:
+    return f"{prefix}:instances"
+
+
 async def instance_state(redis: Redis, prefix: str, instance: str) -> str | None:
     """The instance's last `connection.update` state (`open`, `connecting`, `close`), or None if never seen."""
-    raw = await redis.get(_instance_state_key(prefix, instance))
+    return _decoded(await redis.get(_instance_state_key(prefix, instance)))
+
+
+async def set_instance_state(redis: Redis, prefix: str, instance: str, state: str) -> str | None:
+    """Written by ingest on each `connection.update`; deliver holds replies while it reads `close`. Returns the
+    state it replaced."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(_instance_state_key(prefix, instance), state.encode(), get=True)
+        pipe.sadd(_instances_key(prefix), instance)
+        previous, _ = await pipe.execute()
+    return _decoded(previous)
+
+
+async def instance_states(redis: Redis, prefix: str) -> dict[str, str]:
+    """Every instance's last known state, for the gauge that each ingest replica serves alike."""
+    names = sorted(_decoded(n) or "" for n in await redis.smembers(_instances_key(prefix)))
+    if not names:
+        return {}
+    values = await redis.mget([_instance_state_key(prefix, name) for name in names])
+    return {name: state for name, raw in zip(names, values, strict=True) if (state := _decoded(raw))}
+
+
+def _decoded(raw: object) -> str | None:
     if raw is None:
         return None
     return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-async def set_instance_state(redis: Redis, prefix: str, instance: str, state: str) -> None:
-    """Written by ingest on each `connection.update`; deliver holds replies while it reads `close`."""
-    await redis.set(_instance_state_key(prefix, instance), state.encode())

@@ -22,6 +22,8 @@ from litestar.plugins.prometheus import PrometheusConfig
 from pydantic import ValidationError
 
 from papo_common.broker import publish
+from papo_common.own_sends import OwnSends
+from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
 from papo_common.service import make_service_broker
@@ -33,8 +35,10 @@ from papo_ingest.dedupe import SeenMessages
 from papo_ingest.errors import http_error, internal_error
 from papo_ingest.evolution import IntakePolicy
 from papo_ingest.handlers import evolution_webhook, evolution_webhook_by_event
+from papo_ingest.instances import Instances
 from papo_ingest.intake import Intake
 from papo_ingest.ops import OPS_PATHS, liveness, metrics, readiness
+from papo_ingest.senders import Senders
 from papo_ingest.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         else None
     )
     authenticator = WebhookAuthenticator(token, leeway_seconds=settings.webhook_jwt_leeway_seconds)
+    instances = Instances(redis, settings.redis_key_prefix)
+    instance_gauge = Periodic("instance-gauge", instances.refresh_gauge, interval=15.0, max_backoff=60.0)
     intake = Intake(
         publish=partial(publish, broker),
         seen=SeenMessages(
@@ -70,6 +76,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         ),
         publish_timeout_seconds=settings.ingest_publish_timeout_seconds,
         broker_ready=lambda: link.connected,
+        senders=Senders(redis, settings.redis_key_prefix, OwnSends(redis, settings.redis_key_prefix)),
+        instances=instances,
     )
 
     admin = admin_api(settings, redis)
@@ -86,9 +94,11 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         _warn_about_auth(token)
         announce(admin)
         await link.start()
+        await instance_gauge.start()
         try:
             yield
         finally:
+            await instance_gauge.stop()
             if admin is not None:
                 await admin.dependencies.close()
             await link.stop()

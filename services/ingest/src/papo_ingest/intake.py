@@ -18,7 +18,9 @@ from redis.exceptions import RedisError
 
 from papo_common.contracts import InboundMessage, utcnow
 from papo_ingest.dedupe import ClaimOutcome, SeenMessages, new_claim_token
-from papo_ingest.evolution import Ignored, IntakePolicy, MalformedWebhook, parse_webhook
+from papo_ingest.evolution import ConnectionUpdate, Ignored, IntakePolicy, MalformedWebhook, parse_webhook
+from papo_ingest.instances import Instances
+from papo_ingest.senders import Senders
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ class Intake:
         publish_timeout_seconds: float,
         broker_ready: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = utcnow,
+        senders: Senders | None = None,
+        instances: Instances | None = None,
     ) -> None:
+        self._senders = senders
+        self._instances = instances
         self._publish = publish
         self._seen = seen
         self._policy = policy
@@ -69,9 +75,24 @@ class Intake:
             return Outcome("rejected", error.reason, error.detail)
         if isinstance(parsed, Ignored):
             return Outcome("ignored", parsed.reason, parsed.detail)
-        if not self._broker_ready():
-            return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
-        return await self._publish_once(parsed)
+        try:
+            if isinstance(parsed, ConnectionUpdate):
+                return await self._connection_changed(parsed)
+            if not self._broker_ready():
+                return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
+            resolved = await self._senders.resolve(parsed) if self._senders else parsed
+        except (RedisError, OSError) as error:
+            logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
+            return Outcome("unavailable", "redis", "Redis is unavailable")
+        if isinstance(resolved, Ignored):
+            return Outcome("ignored", resolved.reason, resolved.detail)
+        return await self._publish_once(resolved)
+
+    async def _connection_changed(self, update: ConnectionUpdate) -> Outcome:
+        if self._instances is None:
+            return Outcome("ignored", "event_not_handled", "connection.update")
+        await self._instances.changed(update)
+        return ACCEPTED
 
     async def _publish_once(self, message: InboundMessage) -> Outcome:
         key = self._seen.key(message.conversation.instance, message.message_id)

@@ -9,6 +9,15 @@ from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, String, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
+from papo_common.contracts.base import (
+    BURST_ID_MAX_LENGTH,
+    INSTANCE_MAX_LENGTH,
+    JID_MAX_LENGTH,
+    MESSAGE_ID_MAX_LENGTH,
+    MODEL_NAME_MAX_LENGTH,
+    PUSH_NAME_MAX_LENGTH,
+)
+
 
 class MessageRole(StrEnum):
     USER = "user"
@@ -34,10 +43,10 @@ class Conversation(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("instance", "user_id", name="uq_conversations_instance_user"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    instance: str = Field(sa_column=Column(String(128), nullable=False))
-    user_id: str = Field(sa_column=Column(String(128), nullable=False))
-    chat_id: str = Field(sa_column=Column(String(128), nullable=False))
-    push_name: str | None = Field(default=None, sa_column=Column(String(256), nullable=True))
+    instance: str = Field(sa_column=Column(String(INSTANCE_MAX_LENGTH), nullable=False))
+    user_id: str = Field(sa_column=Column(String(JID_MAX_LENGTH), nullable=False))
+    chat_id: str = Field(sa_column=Column(String(JID_MAX_LENGTH), nullable=False))
+    push_name: str | None = Field(default=None, sa_column=Column(String(PUSH_NAME_MAX_LENGTH), nullable=True))
     created_at: datetime | None = Field(default=None, sa_column=_timestamp(default_now=True))
     last_message_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
@@ -57,17 +66,34 @@ class Message(SQLModel, table=True):
     conversation_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
     )
-    instance: str = Field(sa_column=Column(String(128), nullable=False))
-    external_id: str = Field(sa_column=Column(String(256), nullable=False))
+    instance: str = Field(sa_column=Column(String(INSTANCE_MAX_LENGTH), nullable=False))
+    external_id: str = Field(sa_column=Column(String(MESSAGE_ID_MAX_LENGTH), nullable=False))
     role: str = Field(sa_column=Column(String(16), nullable=False))
     kind: str = Field(sa_column=Column(String(16), nullable=False))
     text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     transcription_failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    burst_id: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
-    in_reply_to: list[str] | None = Field(default=None, sa_column=Column(ARRAY(String(256)), nullable=True))
-    model: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
-    whatsapp_ids: list[str] | None = Field(default=None, sa_column=Column(ARRAY(String(256)), nullable=True))
+    burst_id: str | None = Field(default=None, sa_column=Column(String(BURST_ID_MAX_LENGTH), nullable=True))
+    in_reply_to: list[str] | None = Field(
+        default=None, sa_column=Column(ARRAY(String(MESSAGE_ID_MAX_LENGTH)), nullable=True)
+    )
+    model: str | None = Field(default=None, sa_column=Column(String(MODEL_NAME_MAX_LENGTH), nullable=True))
+    whatsapp_ids: list[str] | None = Field(
+        default=None, sa_column=Column(ARRAY(String(MESSAGE_ID_MAX_LENGTH)), nullable=True)
+    )
     sent_at: datetime = Field(sa_column=_timestamp())
     received_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    created_at: datetime | None = Field(default=None, sa_column=_timestamp(default_now=True))
+
+
+class PersonIdentity(SQLModel, table=True):
+    """One of the JIDs a person is addressed by on one instance (a phone JID or an `@lid`) and the
+    conversation they belong to (`conversations.user_id`): the lasting copy of ingest's identity map."""
+
+    __tablename__ = "person_identities"
+    __table_args__ = (Index("ix_person_identities_user", "instance", "user_id"),)
+
+    instance: str = Field(sa_column=Column(String(128), primary_key=True))
+    jid: str = Field(sa_column=Column(String(128), primary_key=True))
+    user_id: str = Field(sa_column=Column(String(128), nullable=False))
     created_at: datetime | None = Field(default=None, sa_column=_timestamp(default_now=True))

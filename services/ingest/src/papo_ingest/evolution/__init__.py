@@ -2,6 +2,7 @@
 
 from papo_ingest.evolution.parser import (
     MESSAGES_UPSERT,
+    ConnectionUpdate,
     Ignored,
     IntakePolicy,
     MalformedWebhook,
@@ -9,4 +10,12 @@ from papo_ingest.evolution.parser import (
     parse_webhook,
 )
 
-__all__ = ["MESSAGES_UPSERT", "Ignored", "IntakePolicy", "MalformedWebhook", "event_name", "parse_webhook"]
+__all__ = [
+    "MESSAGES_UPSERT",
+    "ConnectionUpdate",
+    "Ignored",
+    "IntakePolicy",
+    "MalformedWebhook",
+    "event_name",
+    "parse_webhook",
+]

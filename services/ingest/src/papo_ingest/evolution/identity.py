@@ -49,9 +49,21 @@ def normalize_jid(jid: str) -> str:
     return f"{user.split(':', 1)[0]}@{server}"
 
 
+def as_jid(value: str) -> str:
+    """A JID from a `remoteJid`: the EVOLUTION channel echoes a send's `number` as given, bare digits and all."""
+    digits = value.strip().lstrip("+")
+    if "@" not in digits and digits.isdigit():
+        return f"{digits}{PHONE_SUFFIX}"
+    return normalize_jid(value)
+
+
+def _jids(candidates: Iterable[Any]) -> list[str]:
+    return [jid for c in candidates if isinstance(c, str) and "@" in (jid := as_jid(c))]
+
+
 def preferred_jid(candidates: Iterable[Any]) -> str | None:
     """The first phone JID among the candidates, else the first `@lid`, else the first JID at all."""
-    jids = [normalize_jid(c) for c in candidates if isinstance(c, str) and "@" in c]
+    jids = _jids(candidates)
     for suffix in (PHONE_SUFFIX, LID_SUFFIX):
         for jid in jids:
             if jid.endswith(suffix):
@@ -59,11 +71,21 @@ def preferred_jid(candidates: Iterable[Any]) -> str | None:
     return jids[0] if jids else None
 
 
+def _direct_chat_jids(key: dict[str, Any]) -> tuple[Any, ...]:
+    return (key.get("remoteJid"), key.get("remoteJidAlt"), key.get("senderPn"), key.get("previousRemoteJid"))
+
+
 def sender_of_direct_chat(key: dict[str, Any]) -> str | None:
     """The person on the other side of a one-to-one chat."""
-    return preferred_jid(
-        (key.get("remoteJid"), key.get("remoteJidAlt"), key.get("senderPn"), key.get("previousRemoteJid"))
-    )
+    return preferred_jid(_direct_chat_jids(key))
+
+
+def aliases_of_direct_chat(key: dict[str, Any], person: str) -> tuple[str, ...]:
+    """The person's other JIDs in this key (a phone JID and an `@lid` of one person), for the identity map."""
+    others = {
+        j for j in _jids(_direct_chat_jids(key)) if j != person and j.endswith((PHONE_SUFFIX, LID_SUFFIX))
+    }
+    return tuple(sorted(others))
 
 
 def participant_of(key: dict[str, Any], data: dict[str, Any]) -> str | None:

@@ -1,8 +1,10 @@
 """Evolution API v2 webhook → `InboundMessage`, or the reason it is not one. No web or broker code here.
 
-The envelope is `{event, instance, data, destination, date_time, sender, server_url, apikey}`; only
-`messages.upsert` carries messages for papo. `date_time` is Evolution's local time and is never used:
-`data.messageTimestamp` is when the person sent the message.
+The envelope is `{event, instance, data, destination, date_time, sender, server_url, apikey}`. Messages come
+in `messages.upsert` (a person, or with `fromMe` a human on the business's phone or a linked device) and
+`send.message` (anything sent through Evolution's API: papo's own replies and an operator's client alike,
+told apart later by the own-sends registry). `connection.update` reports an instance's WhatsApp session.
+`date_time` is Evolution's local time and is never used: `data.messageTimestamp` is when the message was sent.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from papo_common.contracts import ConversationRef, InboundMessage
+from papo_common.contracts.inbound import SourceEvent
 from papo_ingest.evolution.content import audio_attachment, quoted_message, read_content, unwrap
 from papo_ingest.evolution.identity import (
     ChatKind,
+    aliases_of_direct_chat,
+    as_jid,
     chat_kind,
-    normalize_jid,
     participant_of,
     sender_of_direct_chat,
 )
-from papo_ingest.evolution.values import epoch_to_datetime
+from papo_ingest.evolution.values import display_name, epoch_to_datetime, to_int
 
 MESSAGES_UPSERT = "MESSAGES_UPSERT"
+SEND_MESSAGE = "SEND_MESSAGE"
+CONNECTION_UPDATE = "CONNECTION_UPDATE"
+_MESSAGE_EVENTS: dict[str, SourceEvent] = {MESSAGES_UPSERT: "messages.upsert", SEND_MESSAGE: "send.message"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,16 @@ class IntakePolicy:
     accept_newsletters: bool = False
 
 
+@dataclass(frozen=True)
+class ConnectionUpdate:
+    """An instance's WhatsApp session changed: `state` is `open`, `connecting`, `close` (or `refused`);
+    `status_reason` is Baileys' status code (200 when open, 401 logged out, 428 connection closed...)."""
+
+    instance: str
+    state: str
+    status_reason: int | None
+
+
 class MalformedWebhook(ValueError):
     """A body that can never become a message, however often it is retried."""
 
@@ -62,7 +79,7 @@ def event_name(event: str) -> str:
 
 def parse_webhook(
     body: Any, *, received_at: datetime, policy: IntakePolicy, path_event: str | None = None
-) -> InboundMessage | Ignored:
+) -> InboundMessage | ConnectionUpdate | Ignored:
     """Parse one webhook body. Raises `MalformedWebhook` for what can never be parsed."""
     if not isinstance(body, dict):
         raise MalformedWebhook("not_an_object", "the webhook body must be a JSON object")
@@ -71,25 +88,42 @@ def parse_webhook(
         raise MalformedWebhook("no_event", "the webhook has no event name")
     if "data" not in body:
         raise MalformedWebhook("no_data", "the webhook has no data")
-    if event_name(event) != MESSAGES_UPSERT:
+    name = event_name(event)
+    source = _MESSAGE_EVENTS.get(name)
+    if source is None and name != CONNECTION_UPDATE:
         return Ignored("event_not_handled", event)
     data, instance = body["data"], body.get("instance")
     if not isinstance(data, dict):
-        raise MalformedWebhook("bad_data", "messages.upsert data must be an object")
+        raise MalformedWebhook("bad_data", f"{event} data must be an object")
     if not isinstance(instance, str) or not instance.strip():
         raise MalformedWebhook("no_instance", "the webhook has no instance name")
+    if source is None:
+        return _connection_update(instance.strip(), data)
     key = data.get("key")
     if not isinstance(key, dict) or not isinstance(key.get("id"), str) or not key["id"].strip():
-        raise MalformedWebhook("no_key_id", "messages.upsert data has no key.id")
+        raise MalformedWebhook("no_key_id", f"{source} data has no key.id")
     if not isinstance(key.get("remoteJid"), str) or not key["remoteJid"].strip():
-        raise MalformedWebhook("no_remote_jid", "messages.upsert data has no key.remoteJid")
-    return _upsert(instance.strip(), data, key, received_at=received_at, policy=policy)
+        raise MalformedWebhook("no_remote_jid", f"{source} data has no key.remoteJid")
+    return _message(instance.strip(), data, key, source, received_at=received_at, policy=policy)
 
 
-def _upsert(
-    instance: str, data: dict[str, Any], key: dict[str, Any], *, received_at: datetime, policy: IntakePolicy
+def _connection_update(instance: str, data: dict[str, Any]) -> ConnectionUpdate:
+    state = data.get("state")
+    if not isinstance(state, str) or not state.strip():
+        raise MalformedWebhook("no_state", "connection.update data has no state")
+    return ConnectionUpdate(instance, state.strip().lower()[:32], to_int(data.get("statusReason")))
+
+
+def _message(
+    instance: str,
+    data: dict[str, Any],
+    key: dict[str, Any],
+    source: SourceEvent,
+    *,
+    received_at: datetime,
+    policy: IntakePolicy,
 ) -> InboundMessage | Ignored:
-    remote_jid = normalize_jid(key["remoteJid"])
+    remote_jid = as_jid(key["remoteJid"])
     kind = chat_kind(remote_jid)
     refused = _refused_chat(kind, policy)
     if refused:
@@ -115,8 +149,11 @@ def _upsert(
             conversation=ConversationRef(instance=instance, user_id=person),
             message_id=key["id"].strip(),
             chat_id=person,
-            from_me=key.get("fromMe") is True,
-            push_name=(push_name.strip() or None) if isinstance(push_name, str) else None,
+            # everything sent through Evolution's API is the business's side, whatever its key says
+            from_me=key.get("fromMe") is True or source == "send.message",
+            source=source,
+            aliases=aliases_of_direct_chat(key, person) if kind is ChatKind.DIRECT else (),
+            push_name=display_name(push_name),
             kind="audio" if audio else "text",
             text=content.text,
             sent_at=epoch_to_datetime(data.get("messageTimestamp")) or received_at,

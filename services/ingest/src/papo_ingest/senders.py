@@ -1,0 +1,80 @@
+"""Who a message is from, beyond what one webhook says: the person behind all their JIDs, and whether a message
+from the business's side is papo's own echo or a human operator.
+
+One person is one conversation. WhatsApp addresses a person by phone JID or by `@lid`, and Evolution 2.3.x
+shows both only sometimes, so every pair seen is kept in a Redis hash per instance (persist keeps the same
+pairs in PostgreSQL). The first JID a person was seen under stays their conversation's key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from papo_common.contracts import InboundMessage
+from papo_common.own_sends import OwnSends
+from papo_ingest.evolution import Ignored
+from papo_ingest.evolution.identity import LID_SUFFIX, PHONE_SUFFIX
+
+# KEYS: the instance's identity hash. ARGV: the person's JIDs, the preferred one first.
+# Returns the conversation key: whichever JID is already known, else the preferred one. A lone phone JID is
+# not stored (it is what the person's conversation would be keyed by anyway); a lone @lid is, so that the
+# phone JID seen with it later joins the @lid's conversation.
+_RESOLVE = """
+if #ARGV == 1 and not string.find(ARGV[1], '@lid', 1, true) then
+  return redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[1]
+end
+local canonical = nil
+for i = 1, #ARGV do
+  canonical = redis.call('HGET', KEYS[1], ARGV[i])
+  if canonical then break end
+end
+canonical = canonical or ARGV[1]
+for i = 1, #ARGV do
+  redis.call('HSETNX', KEYS[1], ARGV[i], canonical)
+end
+return canonical
+"""
+
+OWN_SEND = Ignored("own_send")
+PERSON_SUFFIXES = (PHONE_SUFFIX, LID_SUFFIX)
+"""Groups, channels and broadcasts are their own conversation: no identity to resolve."""
+
+
+class Senders:
+    """Rewrites a message onto its person's one conversation, and drops papo's own echoes."""
+
+    def __init__(self, redis: Redis, prefix: str, own_sends: OwnSends) -> None:
+        self._prefix = prefix
+        self._own_sends = own_sends
+        self._resolve: Any = redis.register_script(_RESOLVE)
+
+    async def resolve(self, message: InboundMessage) -> InboundMessage | Ignored:
+        """The message on its person's conversation, or `OWN_SEND` when papo sent it."""
+        message = await self._one_person(message)
+        if message.from_me and await self._is_own(message):
+            return OWN_SEND
+        return message
+
+    async def _one_person(self, message: InboundMessage) -> InboundMessage:
+        ref = message.conversation
+        if not ref.user_id.endswith(PERSON_SUFFIXES):
+            return message
+        jids = (ref.user_id, *message.aliases)
+        raw = await self._resolve(keys=[f"{self._prefix}:identity:{ref.instance}"], args=list(jids))
+        canonical = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if canonical == ref.user_id:
+            return message
+        aliases = tuple(sorted({j for j in jids if j != canonical}))
+        return message.model_copy(
+            update={"conversation": ref.model_copy(update={"user_id": canonical}), "aliases": aliases}
+        )
+
+    async def _is_own(self, message: InboundMessage) -> bool:
+        instance = message.conversation.instance
+        chats = dict.fromkeys((message.chat_id, message.conversation.user_id, *message.aliases))
+        for chat in chats:
+            if await self._own_sends.is_own(instance, chat, message.message_id, message.text):
+                return True
+        return False
