@@ -281,9 +281,16 @@ async def test_a_full_page_is_followed_at_once_and_every_burst_flushed_once(
 async def test_the_loop_sleeps_until_the_next_burst_is_due(store: DebounceStore, clock: FakeClock) -> None:
     flusher, _ = flusher_for(store)
     await store.add_message(text_message("A", "oi"))
+    clock.advance(0.05)
+    await store.add_message(
+        text_message("B", "oi", conversation=ConversationRef(instance="padaria", user_id=ANA.user_id))
+    )
     clock.advance(14.95)
-    assert await flusher.flush_due() == 0
-    assert flusher.next_delay() == pytest.approx(0.05)
+    assert await flusher.flush_due() == 1
+    assert flusher.next_delay() == pytest.approx(0.05), "not the poll interval: the next burst is due sooner"
+    clock.advance(0.05)
+    assert await flusher.flush_due() == 1
+    assert flusher.next_delay() == 0.2, "nothing is waiting: the poll interval"
 
 
 async def test_expired_counter_restarts_above_the_answered_watermark(

@@ -59,7 +59,10 @@ class Flusher:
         each); returns how many were published."""
         due, expired, wait = await self._store.scan(self._page_size)
         full = max(len(due), len(expired)) >= self._page_size
-        self._next_delay = 0.0 if full else min(self._poll_interval, wait or self._poll_interval)
+        if full:
+            self._next_delay = 0.0
+        else:
+            self._next_delay = self._poll_interval if wait is None else min(self._poll_interval, wait)
         claimed: list[Flushing] = []
         if expired:
             retaken = await self._store.reclaim(expired)

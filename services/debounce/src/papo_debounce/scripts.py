@@ -99,16 +99,13 @@ SCAN = (
     _PRELUDE
     + """
 -- KEYS: due claims   ARGV: now limit
--- Returns the due conversations, the expired claims, and the seconds until the next burst falls due.
+-- Returns the due conversations, the expired claims, and the seconds until the next burst or lease after
+-- them falls due (-1: none).
 local now = now_seconds(ARGV[1])
-local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
-local next_lease = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2]
 local wait = -1
-for _, at in ipairs({next_due or false, next_lease or false}) do
-  if at then
-    local left = math.max(0, tonumber(at) - now)
-    if wait < 0 or left < wait then wait = left end
-  end
+for _, key in ipairs(KEYS) do
+  local at = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
+  if at and (wait < 0 or tonumber(at) - now < wait) then wait = tonumber(at) - now end
 end
 return {
   redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2]),
