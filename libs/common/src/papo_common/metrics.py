@@ -83,8 +83,15 @@ LLM_TURNS = Counter(
 )
 REPLIES = Counter(
     "papo_replies",
-    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate, withheld).",
+    "Replies handed to Evolution API, by instance and outcome (sent, failed, duplicate, withheld, held).",
     ["instance", "outcome"],
+    registry=REGISTRY,
+)
+DELIVER_COURTESIES_SKIPPED = Counter(
+    "papo_deliver_courtesies_skipped",
+    "Typing indicators and read receipts not shown, by instance, call (sendPresence, markMessageAsRead) and "
+    "reason (unsupported: the channel refuses it; failed: any other failure). The reply went out regardless.",
+    ["instance", "call", "reason"],
     registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(
