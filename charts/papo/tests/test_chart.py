@@ -18,7 +18,12 @@ from papo_common.topology import SERVICE_QUEUES
 
 CHART = Path(__file__).resolve().parents[1]
 VALUE_SETS = sorted(path.stem for path in (CHART / "tests" / "values").glob("*.yaml"))
-MONITORING = ("--api-versions", "monitoring.coreos.com/v1")
+MONITORING = (
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 NOT_IN_SELECTORS = {"helm.sh/chart", "app.kubernetes.io/version", "app.kubernetes.io/managed-by"}
 COMMON_LABELS = {
     "helm.sh/chart",
@@ -355,6 +360,12 @@ def test_monitoring_only_with_its_api_or_forced(render: Any) -> None:
         "metrics.prometheusRule.enabled=false",
     )
     assert not [obj for obj in off if obj["kind"] in kinds]
+    for crd, kind in (("ServiceMonitor", "ServiceMonitor"), ("PrometheusRule", "PrometheusRule")):
+        # each object needs its own CRD: a cluster may have one without the other
+        only = render("defaults", "--api-versions", f"monitoring.coreos.com/v1/{crd}")
+        assert [obj["kind"] for obj in only if obj["kind"] in kinds] == [kind]
+    group_only = render("defaults", "--api-versions", "monitoring.coreos.com/v1")
+    assert not [obj for obj in group_only if obj["kind"] in kinds]
     (monitor,) = of_kind(with_api, "ServiceMonitor")
     assert monitor["spec"]["podTargetLabels"] == ["track"]
     assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} == {"http"}

@@ -25,7 +25,12 @@ REPO = CHART.parents[1]
 TESTS = CHART / "tests"
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 METRICS_USED = TESTS / "metrics-used.txt"
-MONITORING = ("--api-versions", "monitoring.coreos.com/v1")
+MONITORING = (
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 RABBITMQ_METRICS = {"rabbitmq_queue_messages_ready"}
 # Grafana's variables, replaced by sample values so that promtool can parse a dashboard's queries.
 GRAFANA_VARIABLES = {
