@@ -126,7 +126,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     counts = config.stash.get(_COUNTS, {})
     if not counts:
         return
-    terminalreporter.section("papo chart: rendered objects per value set (with the monitoring.coreos.com/v1 CRDs)")
+    terminalreporter.section("papo chart: rendered objects per value set (with the monitoring CRDs)")
     for value_set, kinds in sorted(counts.items()):
         detail = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
         terminalreporter.write_line(f"{value_set}: {sum(kinds.values())} objects ({detail})")
