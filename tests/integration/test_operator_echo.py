@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from papo_common.contracts import InboundMessage
 from papo_common.metrics import REGISTRY
 from papo_common.own_sends import OwnSends, instance_state, instance_states, set_instance_state
+from papo_common.redis import make_redis
 from papo_ingest.dedupe import SeenMessages
 from papo_ingest.evolution import ConnectionUpdate, IntakePolicy
 from papo_ingest.instances import Instances
@@ -222,3 +223,26 @@ def webhook_connection(state: str, reason: int, instance: str = "loja-centro") -
     body["instance"] = body["data"]["instance"] = instance
     body["data"].update(state=state, statusReason=reason)
     return body
+
+
+async def test_redis_down_asks_evolution_to_retry_the_echo(published: Published) -> None:
+    dead = make_redis("redis://127.0.0.1:1/0")
+    intake = Intake(
+        publish=published,
+        seen=SeenMessages(dead, "p", published_ttl_seconds=600, claim_ttl_seconds=5),
+        policy=IntakePolicy(),
+        publish_timeout_seconds=5,
+        clock=lambda: NOW,
+        senders=Senders(dead, "p", OwnSends(dead, "p")),
+        instances=Instances(dead, "p"),
+    )
+    try:
+        assert await intake.receive(webhook("send_message")) == Outcome(
+            "unavailable", "redis", "Redis is unavailable"
+        )
+        assert await intake.receive(webhook_connection("close", 428)) == Outcome(
+            "unavailable", "redis", "Redis is unavailable"
+        )
+    finally:
+        await dead.aclose()
+    assert published == []

@@ -193,8 +193,15 @@ def test_evolution_channel_echoes_bare_digits_as_the_phone_jid() -> None:
     parsed = message("send_message_evolution_channel")
     assert parsed.conversation == parsed.conversation.model_copy(update={"instance": "loja-canal"})
     assert parsed.conversation.user_id == PN
-    assert parsed.chat_id == PN
+    assert parsed.chat_id == "5511912345678"
     assert parsed.sent_at == SENT
+
+
+def test_a_person_on_the_evolution_channel_by_bare_digits_is_answered_in_bare_digits() -> None:
+    body = fixture("text_conversation")
+    body["data"]["key"] = {"id": "IN-0001", "remoteJid": "5511912345678", "fromMe": False}
+    parsed = message_from(body)
+    assert (parsed.conversation.user_id, parsed.chat_id) == (PN, "5511912345678")
 
 
 @pytest.mark.parametrize(

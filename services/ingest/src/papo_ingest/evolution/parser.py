@@ -148,7 +148,7 @@ def _message(
         return InboundMessage(
             conversation=ConversationRef(instance=instance, user_id=person),
             message_id=key["id"].strip(),
-            chat_id=person,
+            chat_id=_reply_address(key["remoteJid"], person),
             # everything sent through Evolution's API is the business's side, whatever its key says
             from_me=key.get("fromMe") is True or source == "send.message",
             source=source,
@@ -184,6 +184,13 @@ def _person(kind: ChatKind, remote_jid: str, key: dict[str, Any], data: dict[str
     if kind is ChatKind.STATUS:
         return participant_of(key, data)
     return remote_jid
+
+
+def _reply_address(raw_remote_jid: str, person: str) -> str:
+    """Where to answer: the person's JID, or the bare digits a channel addressed them by (the EVOLUTION
+    channel hands `number` to its own client verbatim, so it gets back the form it sent)."""
+    raw = raw_remote_jid.strip()
+    return raw if "@" not in raw and as_jid(raw) == person else person
 
 
 def _first_error(error: ValidationError) -> str:
