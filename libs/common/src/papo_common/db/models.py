@@ -93,7 +93,7 @@ class PersonIdentity(SQLModel, table=True):
     __tablename__ = "person_identities"
     __table_args__ = (Index("ix_person_identities_user", "instance", "user_id"),)
 
-    instance: str = Field(sa_column=Column(String(128), primary_key=True))
-    jid: str = Field(sa_column=Column(String(128), primary_key=True))
-    user_id: str = Field(sa_column=Column(String(128), nullable=False))
+    instance: str = Field(sa_column=Column(String(INSTANCE_MAX_LENGTH), primary_key=True))
+    jid: str = Field(sa_column=Column(String(JID_MAX_LENGTH), primary_key=True))
+    user_id: str = Field(sa_column=Column(String(JID_MAX_LENGTH), nullable=False))
     created_at: datetime | None = Field(default=None, sa_column=_timestamp(default_now=True))
