@@ -1,12 +1,15 @@
-"""The app's wiring, without a broker: its queue, its handler, and the delivery count it gives up at."""
+"""The app's wiring, without a broker: its queue, its handler, and when it gives up on a note."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
 from faststream.asgi import AsgiFastStream
 
+from papo_common.evolution import EvolutionUnavailable
+from papo_common.resilience import redelivery_plan
 from papo_common.topology import TRANSCRIBE
 from papo_transcribe.app import create_app
 from papo_transcribe.handlers import is_last_delivery
@@ -32,3 +35,17 @@ def test_the_app_consumes_its_own_queue() -> None:
 )  # fmt: skip
 def test_the_last_delivery_is_the_one_at_the_queues_limit(headers: dict[str, int] | None, last: bool) -> None:
     assert is_last_delivery(SimpleNamespace(headers=headers)) is last  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("failed_seconds_ago", "last"), [(None, False), (60, False), (1900, True)])
+def test_an_outage_is_last_only_past_the_redelivery_horizon(
+    failed_seconds_ago: float | None, last: bool
+) -> None:
+    headers: dict[str, object] = {"x-delivery-count": 0}
+    if failed_seconds_ago is not None:  # the headers the first redelivery, that long ago, gave the message
+        first = redelivery_plan(TRANSCRIBE, {}, now=time.time() - failed_seconds_ago, horizon_seconds=1800)
+        assert first is not None
+        headers |= first.headers
+    message = SimpleNamespace(headers=headers)
+    outage = EvolutionUnavailable("getBase64FromMediaMessage: Evolution API answered 503")
+    assert is_last_delivery(message, outage, horizon_seconds=1800) is last  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +14,19 @@ from papo_transcribe.batcher import MicroBatcher
 
 
 class Doubler:
-    def __init__(self, delay: float = 0.0) -> None:
+    """Doubles each item; with `gated`, each batch signals `started` and waits for `release` first."""
+
+    def __init__(self, *, gated: bool = False) -> None:
         self.batches: list[list[int]] = []
-        self.delay = delay
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not gated:
+            self.release.set()
 
     def __call__(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
-        time.sleep(self.delay)
+        self.started.set()
+        self.release.wait(10)
         if any(item < 0 for item in items):
             raise ValueError("negative")
         return [item * 2 for item in items]
@@ -54,11 +61,13 @@ async def test_a_lone_item_waits_at_most_max_wait(executor: ThreadPoolExecutor) 
 async def test_items_queued_during_a_batch_run_next_without_waiting_again(
     executor: ThreadPoolExecutor,
 ) -> None:
-    run = Doubler(delay=0.3)
+    run = Doubler(gated=True)
     batcher = MicroBatcher(run, max_size=8, max_wait=0.05, executor=executor)
     first = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.1)  # the first batch is running
+    await asyncio.to_thread(run.started.wait, 10)  # the first batch is running
     rest = [asyncio.create_task(batcher.submit(n)) for n in (2, 3, 4)]
+    await asyncio.sleep(0)  # they are queued
+    run.release.set()
     assert await first == 2
     assert await asyncio.gather(*rest) == [4, 6, 8]
     assert run.batches == [[1], [2, 3, 4]]
@@ -80,7 +89,7 @@ async def test_a_cancelled_caller_is_skipped(executor: ThreadPoolExecutor) -> No
     batcher = MicroBatcher(run, max_size=4, max_wait=0.2, executor=executor)
     gone = asyncio.create_task(batcher.submit(1))
     kept = asyncio.create_task(batcher.submit(2))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # both are queued; the batch waits up to 0.2 s for more
     gone.cancel()
     assert await kept == 4
     assert run.batches == [[2]]
@@ -90,7 +99,7 @@ async def test_a_cancelled_caller_is_skipped(executor: ThreadPoolExecutor) -> No
 async def test_close_cancels_what_is_still_queued(executor: ThreadPoolExecutor) -> None:
     batcher = MicroBatcher(Doubler(), max_size=4, max_wait=10, executor=executor)
     waiting = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # queued
     await batcher.close()
     with pytest.raises(asyncio.CancelledError):
         await waiting

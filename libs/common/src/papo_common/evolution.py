@@ -23,6 +23,7 @@ a moment or the number does not exist, so `classify` reads the message in Evolut
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -32,15 +33,9 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import Field, SecretStr, model_validator
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from papo_common.errors import DependencyUnavailable, PermanentError
+from papo_common.resilience import retry_transient
 from papo_common.settings import PapoSettings
 
 logger = logging.getLogger(__name__)
@@ -182,6 +177,8 @@ def classify(error: BaseException) -> Verdict:
     if isinstance(error, EvolutionProtocolError):
         if meta := _meta_error(error.body):
             return _classify_meta(meta)
+        if error.endpoint != "message/sendText":
+            return Verdict("permanent", f"{error.endpoint} answered success without the media")
         # Evolution said it sent the message; retrying would send it twice.
         return Verdict("permanent", "Evolution API accepted the message without a message id")
     if isinstance(error, EvolutionError):
@@ -280,46 +277,39 @@ async def call_with_retries(
     policy: RetryPolicy,
     *,
     what: str,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """Run `call`, retrying transient failures with exponential backoff and full jitter (tenacity). A failure
-    that is not transient is raised at once as its verdict's exception; a transient one that outlasts every
-    attempt becomes `EvolutionUnavailable`, so the broker redelivers the message later."""
+    """Run `call` under papo's one retry policy (`papo_common.resilience.retry_transient`): transient failures
+    are retried with exponential backoff and full jitter. A failure that is not transient is raised at once
+    as its verdict's exception; a transient one that outlasts every attempt becomes `EvolutionUnavailable`,
+    so the broker redelivers the message later."""
 
-    def transient(error: BaseException) -> bool:
-        return isinstance(error, RETRYABLE) and classify(error).transient
+    async def classified() -> T:
+        try:
+            return await call()
+        except RETRYABLE as error:
+            verdict = classify(error)
+            if verdict.kind == "misconfigured":
+                logger.error(
+                    "Evolution API configuration problem", extra={"what": what, "reason": verdict.reason}
+                )
+            raise verdict.error(what) from error
 
-    def log_retry(state: RetryCallState) -> None:
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None else None
-        logger.warning(
-            "transient Evolution API failure, retrying",
-            extra={
-                "what": what,
-                "attempt": state.attempt_number,
-                "retry_in_s": round(state.upcoming_sleep, 3),
-                "reason": classify(error).reason if error is not None else None,
-            },
-        )
-
-    options: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_random_exponential(multiplier=policy.base_seconds, max=policy.max_seconds),
-        retry=retry_if_exception(transient),
-        before_sleep=log_retry,
-        reraise=True,
-        **options,
+    retrying = retry_transient(
+        attempts=policy.attempts,
+        base_wait=policy.base_seconds,
+        max_wait=policy.max_seconds,
+        transient=(EvolutionUnavailable,),
+        what=what,
+        sleep=sleep,
     )
     try:
-        return await retrying(call)
-    except RETRYABLE as error:
-        verdict = classify(error)
-        if verdict.kind == "misconfigured":
-            logger.error(
-                "Evolution API configuration problem", extra={"what": what, "reason": verdict.reason}
-            )
-        raise verdict.error(what) from error
+        return await retrying(classified)
+    except DependencyUnavailable as exhausted:
+        last = exhausted.__cause__
+        if isinstance(last, EvolutionUnavailable) and not isinstance(exhausted, EvolutionUnavailable):
+            raise EvolutionUnavailable(f"{last} (after {policy.attempts} attempts)") from last.__cause__
+        raise
 
 
 # The client

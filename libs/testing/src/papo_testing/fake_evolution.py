@@ -353,6 +353,14 @@ class FakeEvolution:
 
     # Lifecycle
 
+    IN_PROCESS_URL = "http://evolution.test"
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The fake served in-process, with no socket, for unit tests: point an `httpx.AsyncClient` with this
+        transport at `IN_PROCESS_URL`. httpx does not enforce timeouts here: tests of those need `start()`."""
+        self._state.base_url = self._state.base_url or self.IN_PROCESS_URL
+        return httpx.ASGITransport(app=_asgi_app(self._state))
+
     def start(self) -> FakeEvolution:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from faststream.rabbit import RabbitBroker, RabbitMessage
 
 from papo_common.broker import publish, subscribe
 from papo_common.contracts import InboundMessage
 from papo_common.errors import PermanentError
+from papo_common.resilience import OUTAGES, redelivery_plan
 from papo_common.topology import TRANSCRIBE
 from papo_transcribe.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
 
 
-def is_last_delivery(message: RabbitMessage) -> bool:
-    """Whether the queue will dead-letter this message if it fails once more (quorum queues count
-    deliveries in `x-delivery-count`: 0 at first, up to the delivery limit)."""
-    count = (message.headers or {}).get("x-delivery-count") or 0
-    return int(count) >= TRANSCRIBE.delivery_limit
+def is_last_delivery(
+    message: RabbitMessage, error: BaseException | None = None, *, horizon_seconds: float = 1800.0
+) -> bool:
+    """Whether this message is dead-lettered if it fails once more with `error`: a dependency outage past
+    the redelivery horizon (`papo_common.resilience`), or any other failure at the queue's delivery limit
+    (quorum queues count deliveries in `x-delivery-count`: 0 at first, up to the limit)."""
+    headers = message.headers or {}
+    if isinstance(error, OUTAGES):
+        return redelivery_plan(TRANSCRIBE, headers, now=time.time(), horizon_seconds=horizon_seconds) is None
+    return int(headers.get("x-delivery-count") or 0) >= TRANSCRIBE.delivery_limit
 
 
-def register(broker: RabbitBroker, transcriber: Transcriber) -> None:
+def register(broker: RabbitBroker, transcriber: Transcriber, *, horizon_seconds: float = 1800.0) -> None:
     """Subscribe the handler to transcribe's queue."""
 
     @subscribe(broker, TRANSCRIBE, title="transcribe", description="Voice notes to transcripts")
@@ -32,7 +39,7 @@ def register(broker: RabbitBroker, transcriber: Transcriber) -> None:
         try:
             transcript = await transcriber.transcribe(body)
         except Exception as error:
-            if not is_last_delivery(message):
+            if not is_last_delivery(message, error, horizon_seconds=horizon_seconds):
                 raise
             # Out of retries: debounce must still hear about this note, or the burst waits for its timeout.
             logger.exception("giving up on a voice note", extra={"message_id": body.message_id})

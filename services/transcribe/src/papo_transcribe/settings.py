@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from papo_common.settings import PapoSettings
+from papo_common.evolution import EvolutionSettings
 
 MIB = 1024 * 1024
 
 EngineName = Literal["transformers", "faster-whisper"]
 
 
-class TranscribeSettings(PapoSettings):
-    """What transcribe needs beyond the common settings: the engine, its model and the limits of a note."""
+class TranscribeSettings(EvolutionSettings):
+    """What transcribe needs beyond the common settings: the engine, its model and the limits of a note.
+    Where Evolution is and which key each instance is called with: `EvolutionSettings`."""
 
     transcribe_engine: EngineName | None = None
     """`transformers` (GPU) or `faster-whisper` (CPU); unset picks transformers when CUDA is available."""
@@ -40,16 +41,14 @@ class TranscribeSettings(PapoSettings):
     transcribe_cpu_threads: int = Field(default=0, ge=0, le=256)
     """Threads for CPU inference; 0 uses every core this process may run on."""
     transcribe_fetch_attempts: int = Field(default=4, ge=1, le=10)
-    """Tries of one Evolution media download before the message goes back to the queue."""
+    """Tries of one Evolution media download before the message is redelivered later, with backoff."""
     transcribe_fetch_backoff_seconds: float = Field(default=0.5, ge=0.0, le=30.0)
     """First pause between download tries; it doubles each time, with jitter, capped at 8 s."""
-    evolution_url: str = "http://evolution-api:8080"
-    evolution_api_key: SecretStr = SecretStr("")
     evolution_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    """A media download can be large and Evolution may first fetch it from WhatsApp or Meta."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TranscribeSettings:
-        self.refuse_placeholder("evolution_api_key", self.evolution_api_key)
         if self.prefetch < self.transcribe_batch_size:
             # The micro-batcher only ever sees as many notes at once as the broker lets this consumer hold.
             raise ValueError("PAPO_PREFETCH must be at least PAPO_TRANSCRIBE_BATCH_SIZE")

@@ -18,7 +18,7 @@ from papo_common.metrics import TRANSCRIPTION_AUDIO_SECONDS, TRANSCRIPTION_SECON
 from papo_transcribe.audio import AudioRejected, Limits, prepare
 from papo_transcribe.engines import SAMPLE_RATE, DecodeOptions
 from papo_transcribe.hallucinations import clean_text
-from papo_transcribe.media import EvolutionMedia
+from papo_transcribe.media import VoiceNoteMedia
 from papo_transcribe.speech import SpeechModel
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Transcriber:
     """Turns `InboundMessage`s of kind audio into `Transcript`s. No broker in sight: the handler publishes."""
 
     def __init__(
-        self, model: SpeechModel, media: EvolutionMedia, limits: Limits, options: DecodeOptions
+        self, model: SpeechModel, media: VoiceNoteMedia, limits: Limits, options: DecodeOptions
     ) -> None:
         self._model = model
         self._media = media
