@@ -1,39 +1,40 @@
-"""Rows per second persist writes: batched (the service as shipped) against one transaction per message (the
-peer: the same statements, run by a handler for each message as it arrives, as concurrent as the prefetch and
-the connection pool allow). Both run in the same process against the same RabbitMQ and PostgreSQL.
+"""Rows per second persist writes, against a raw consumer doing the same work, measured in the same run.
 
-Each run fills `papo.persist` first, then starts the consumer and times it from start until every row is in
-PostgreSQL. Needs the local RabbitMQ and PostgreSQL (see libs/testing). Run from the repository root:
+- papo: the persist service as shipped (`create_app`), consuming `papo.persist`.
+- raw: a minimal aio-pika consumer with the same prefetch, the same batching (size and wait) and one
+  `basic.ack(multiple=True)` per batch, writing each batch with plain asyncpg: COPY into a temporary table,
+  then `INSERT ... ON CONFLICT DO NOTHING`. No contract validation, no conversation upsert, no metrics.
 
-    .venv/bin/python bench/persist_throughput.py --messages 5000 --conversations 100
+Each round fills `papo.persist` with the same number of inbound messages, then times a consumer from its
+start until every row is visible to another connection; papo and raw alternate round by round. Needs the
+local RabbitMQ and PostgreSQL (see libs/testing). From the repository root:
+
+    .venv/bin/python bench/persist_throughput.py            # 10,000 rows, 3 rounds
+    .venv/bin/python bench/persist_throughput.py --quick    # 2,000 rows, 1 round (what `make bench` runs)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import asyncpg
 
-from papo_common.broker import make_broker, publish, subscribe
+from papo_common.broker import make_broker, publish
 from papo_common.contracts import ConversationRef, InboundMessage
-from papo_common.db.engine import make_engine
-from papo_common.metrics import REGISTRY
-from papo_common.service import consumer_app, make_service_broker
 from papo_common.topology import PERSIST, declare_topology
 from papo_persist.app import create_app
-from papo_persist.batcher import Batcher
-from papo_persist.handlers import register_handlers
 from papo_persist.settings import PersistSettings
-from papo_persist.writer import PostgresWriter
 from papo_testing import infra
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -57,60 +58,91 @@ def contracts(instance: str, count: int, conversations: int) -> list[InboundMess
     ]
 
 
-Progress = Callable[[], Awaitable[int]]
-"""How many of the run's rows are written so far."""
-Consumer = Callable[[PersistSettings, Progress], AbstractAsyncContextManager[Progress]]
+Consumer = Callable[[PersistSettings], AbstractAsyncContextManager[None]]
 
 
 @asynccontextmanager
-async def one_transaction_per_message(settings: PersistSettings, rows: Progress) -> AsyncIterator[Progress]:
-    """The peer: persist's own writer called once per message, straight from the handler, on a broker with
-    the same middlewares, prefetch and connection pool as the service."""
-    broker = make_service_broker("persist", settings)
-    engine = make_engine(settings.database_url.get_secret_value(), pool_size=settings.database_pool_size)
-    writer = PostgresWriter(engine, timeout_s=settings.persist_write_timeout_s)
-
-    @subscribe(broker, PERSIST)
-    async def persist(message: InboundMessage) -> None:
-        await writer.write([message])
-
-    async with consumer_app(broker):
-        yield rows
-    await engine.dispose()
-
-
-@asynccontextmanager
-async def batched(settings: PersistSettings, rows: Progress) -> AsyncIterator[Progress]:
-    """The service as shipped."""
+async def papo(settings: PersistSettings) -> AsyncIterator[None]:
     async with create_app(settings):
-        yield rows
+        yield
 
 
-class DiscardingWriter:
-    def __init__(self) -> None:
-        self.items = 0
-
-    async def write(self, items: Sequence[Any]) -> None:
-        self.items += len(items)
+RAW_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS raw_messages (
+    conversation_id bigint, instance text, external_id text, role text, kind text, text text,
+    sent_at timestamptz, received_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+RAW_INSERT = """
+INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at, received_at)
+SELECT conversation_id, instance, external_id, role, kind, text, sent_at, received_at FROM raw_messages
+ORDER BY instance, external_id ON CONFLICT (instance, external_id) DO NOTHING
+"""
 
 
 @asynccontextmanager
-async def no_database(settings: PersistSettings, rows: Progress) -> AsyncIterator[Progress]:
-    """The service's consuming path with a writer that discards: the ceiling the broker side sets."""
-    writer = DiscardingWriter()
-    batcher: Batcher[Any] = Batcher(
-        writer, max_size=settings.persist_batch_size, max_wait_s=settings.persist_batch_wait_ms / 1000
-    )
-    broker = make_service_broker("persist", settings)
-    register_handlers(broker, batcher)
-    await batcher.start()
+async def raw(settings: PersistSettings) -> AsyncIterator[None]:
+    """The peer: aio-pika and asyncpg, nothing else. Conversations are created once up front."""
+    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=lambda c: c.execute(RAW_STAGING))
+    conversation_ids: dict[tuple[str, str], int] = {}
+    connection = await aio_pika.connect_robust(settings.rabbitmq_url.get_secret_value())
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=settings.prefetch)
+    queue = await channel.declare_queue(PERSIST.name, passive=True)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
 
-    async def discarded() -> int:
-        return writer.items
+    async def conversation(instance: str, user_id: str) -> int:
+        key = (instance, user_id)
+        if key not in conversation_ids:
+            conversation_ids[key] = await pool.fetchval(
+                "INSERT INTO conversations (instance, user_id, chat_id) VALUES ($1, $2, $2) "
+                "ON CONFLICT (instance, user_id) DO UPDATE SET chat_id = EXCLUDED.chat_id RETURNING id",
+                instance,
+                user_id,
+            )
+        return conversation_ids[key]
 
-    async with consumer_app(broker):
-        yield discarded
-    await batcher.stop()
+    async def batches() -> None:
+        size, wait = settings.persist_batch_size, settings.persist_batch_wait_ms / 1000
+        while True:
+            batch = [await inbox.get()]
+            deadline = time.monotonic() + wait
+            while len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(inbox.get(), remaining))
+                except TimeoutError:
+                    break
+            records = []
+            for message in batch:
+                body = json.loads(message.body)
+                ref = body["conversation"]
+                records.append((
+                    await conversation(ref["instance"], ref["user_id"]), ref["instance"], body["message_id"],
+                    "user", body["kind"], body["text"], datetime.fromisoformat(body["sent_at"]),
+                    datetime.fromisoformat(body["received_at"]),
+                ))  # fmt: skip
+            async with pool.acquire() as db, db.transaction():
+                await db.copy_records_to_table("raw_messages", records=records)
+                await db.execute(RAW_INSERT)
+            await batch[-1].ack(multiple=True)
+
+    writer = asyncio.create_task(batches())
+
+    async def received(message: Any) -> None:
+        inbox.put_nowait(message)
+
+    tag = await queue.consume(received)
+    try:
+        yield
+    finally:
+        await queue.cancel(tag)
+        writer.cancel()
+        await connection.close()
+        await pool.close()
+
+
+CONSUMERS: dict[str, Consumer] = {"papo": papo, "raw": raw}
 
 
 async def fill_queue(settings: PersistSettings, messages: list[InboundMessage]) -> None:
@@ -121,111 +153,59 @@ async def fill_queue(settings: PersistSettings, messages: list[InboundMessage]) 
             await asyncio.gather(*(publish(broker, m) for m in messages[start : start + 500]))
 
 
-async def measure(
-    name: str, consumer: Consumer, settings: PersistSettings, count: int, conversations: int
-) -> dict[str, Any]:
+async def measure(name: str, settings: PersistSettings, count: int, conversations: int) -> float:
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     await fill_queue(settings, contracts(instance, count, conversations))
-    db = await asyncpg.connect(settings.database_url.get_secret_value().replace("+asyncpg", ""))
-
-    async def rows_visible() -> int:
-        # a row counts once another connection can see it
-        return int(await db.fetchval("SELECT count(*) FROM messages WHERE instance = $1", instance))
-
+    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    db = await asyncpg.connect(dsn)
     try:
-        deliveries_before = deliveries()
         started = time.perf_counter()
-        async with consumer(settings, rows_visible) as progress:
-            while await progress() < count:  # noqa: ASYNC110 - polling PostgreSQL is the measurement
-                await asyncio.sleep(0.02)
+        async with CONSUMERS[name](settings):
+            # a row counts once another connection can see it
+            while await db.fetchval("SELECT count(*) FROM messages WHERE instance = $1", instance) < count:  # noqa: ASYNC110 - polling PostgreSQL is the measurement
+                await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - started
-        transactions = await db.fetchval(
-            "SELECT count(DISTINCT xmin::text) FROM messages WHERE instance = $1", instance
-        )
     finally:
         await db.close()
-    return {
-        "consumer": name,
-        "seconds": elapsed,
-        "rows_per_s": count / elapsed,
-        "transactions": transactions,
-        "deliveries": int(deliveries() - deliveries_before),
-    }
-
-
-def deliveries() -> float:
-    """Messages handed to a handler so far (FastStream's own counter): above the message count means
-    redeliveries, here of writes that gave up waiting for a pooled connection."""
-    return sum(
-        sample.value
-        for family in REGISTRY.collect()
-        if family.name == "faststream_received_messages"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
-
-
-CONSUMERS: dict[str, Consumer] = {
-    "one-per-message": one_transaction_per_message,
-    "batched": batched,
-    "no database": no_database,
-}
-
-
-async def writer_alone(settings: PersistSettings, count: int, conversations: int) -> dict[str, float]:
-    """The writer without the broker: what PostgreSQL and SQLAlchemy allow, in batches and row by row."""
-    engine = make_engine(settings.database_url.get_secret_value())
-    writer = PostgresWriter(engine, timeout_s=30)
-    figures = {}
-    for name, size in (("batched", settings.persist_batch_size), ("one-per-message", 1)):
-        messages = contracts(f"alone-{uuid.uuid4().hex[:8]}", count, conversations)
-        started = time.perf_counter()
-        for start in range(0, count, size):
-            await writer.write(messages[start : start + size])
-        figures[name] = count / (time.perf_counter() - started)
-    await engine.dispose()
-    return figures
+    return count / elapsed
 
 
 async def run_rounds(
     settings: PersistSettings, count: int, conversations: int, rounds: int
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    results: list[dict[str, Any]] = []
-    for _ in range(rounds):  # alternate, so neither side always runs on a warmer database
-        for name, consumer in CONSUMERS.items():
-            results.append(await measure(name, consumer, settings, count, conversations))
-    return results, await writer_alone(settings, min(count, 2000), conversations)
+) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {name: [] for name in CONSUMERS}
+    for round_ in range(rounds):  # alternate, so neither side always runs on a warmer database
+        order = list(CONSUMERS) if round_ % 2 == 0 else list(reversed(CONSUMERS))
+        for name in order:
+            figures[name].append(await measure(name, settings, count, conversations))
+    return figures
 
 
 def main(count: int, conversations: int, rounds: int) -> None:
     with infra.rabbitmq_vhost() as rabbitmq_url, infra.postgres_database() as database_url:
         settings = PersistSettings(rabbitmq_url=rabbitmq_url, database_url=database_url, log_level="WARNING")
-        results, alone = asyncio.run(run_rounds(settings, count, conversations, rounds))
+        figures = asyncio.run(run_rounds(settings, count, conversations, rounds))
     print(
-        f"{count} messages over {conversations} conversations, prefetch {settings.prefetch}, "
-        f"batch {settings.persist_batch_size} / {settings.persist_batch_wait_ms} ms, "
-        f"pool {settings.database_pool_size}+{settings.database_pool_size}, {os.cpu_count()} CPUs"
+        f"persist: {count} rows over {conversations} conversations, {rounds} round(s), prefetch "
+        f"{settings.prefetch}, batch {settings.persist_batch_size} / {settings.persist_batch_wait_ms} ms, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'consumer':<18}{'seconds':>9}{'rows/s':>10}{'transactions':>14}{'deliveries':>12}")
-    for r in results:
-        transactions = r["transactions"] if r["consumer"] != "no database" else "-"
-        print(
-            f"{r['consumer']:<18}{r['seconds']:>9.2f}{r['rows_per_s']:>10.0f}{transactions:>14}"
-            f"{r['deliveries']:>12}"
-        )
-    best = {name: max(r["rows_per_s"] for r in results if r["consumer"] == name) for name in CONSUMERS}
-    print(f"batched / one-per-message, best of {rounds}: {best['batched'] / best['one-per-message']:.1f}x")
+    for name, values in figures.items():
+        print(f"  {name:<5} rows/s: " + "  ".join(f"{value:8.0f}" for value in values))
+    best = {name: max(values) for name, values in figures.items()}
     print(
-        f"writer alone, no broker: batched {alone['batched']:.0f} rows/s, "
-        f"one-per-message {alone['one-per-message']:.0f} rows/s"
+        f"  best: papo {best['papo']:.0f} rows/s, raw {best['raw']:.0f} rows/s, ratio {best['papo'] / best['raw']:.2f}"
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--conversations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("PAPO_BENCH_QUICK")))
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.messages, arguments.rounds = min(arguments.messages, 2000), 1
     logging.disable(logging.CRITICAL)  # a benchmark's output is its figures
     main(arguments.messages, arguments.conversations, arguments.rounds)

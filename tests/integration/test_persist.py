@@ -1,6 +1,6 @@
 """persist over the real RabbitMQ and PostgreSQL: contracts published to the `papo` exchange become rows, once,
 in few transactions, whatever order they arrive in; a row that can never be written is dead-lettered alone;
-while PostgreSQL is away nothing is acknowledged, and nothing is dropped."""
+while PostgreSQL is away nothing is acknowledged, nothing is dropped and nothing is dead-lettered."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from papo_common.db.migrate import upgrade
 from papo_common.metrics import REGISTRY
 from papo_common.topology import DEBOUNCE, DELIVER, EXCHANGE, PERSIST, TRANSCRIBE, declare_topology
 from papo_persist.app import create_app
-from papo_persist.batcher import Batcher
+from papo_persist.consumer import BatchConsumer
 from papo_persist.settings import PersistSettings
 from papo_testing import infra
 
@@ -43,16 +43,16 @@ CLOSED_PORT_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
 
 
 def persist_settings(rabbitmq_url: str, database_url: str, **overrides: Any) -> PersistSettings:
-    fields: dict[str, Any] = {"log_format": "text", "persist_outage_retry_s": 0.3}
+    fields: dict[str, Any] = {"log_format": "text", "persist_outage_backoff_max_s": 0.2}
     return PersistSettings(rabbitmq_url=rabbitmq_url, database_url=database_url, **(fields | overrides))
 
 
 @asynccontextmanager
-async def running(settings: PersistSettings) -> AsyncIterator[Batcher[Any]]:
-    """persist, started as its container starts it; yields its batcher to read its counters."""
+async def running(settings: PersistSettings) -> AsyncIterator[BatchConsumer]:
+    """persist, started as its container starts it; yields its consumer to read its counters."""
     app = create_app(settings)
     async with app:
-        yield app.context.get("persist_batcher")
+        yield app.context.get("persist_consumer")
 
 
 @asynccontextmanager
@@ -104,7 +104,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0
         await asyncio.sleep(0.05)
 
 
-async def until_committed(batcher: Batcher[Any], items: int) -> None:
+async def until_committed(batcher: BatchConsumer, items: int) -> None:
     async def committed() -> bool:
         return batcher.stats.items >= items
 
@@ -415,23 +415,27 @@ async def test_stopping_persist_while_a_batch_gathers_writes_it_before_letting_g
 # --- failures ------------------------------------------------------------------------------------------------
 
 
-async def test_a_message_that_can_never_be_written_is_dead_lettered_and_its_batch_is_still_written(
+async def test_a_valid_contract_the_database_refuses_is_dead_lettered_alone_and_its_batch_is_written(
     settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
 ) -> None:
+    # a rule of this database that the contract does not know: the row is valid, PostgreSQL refuses it
+    await query(database_url, "ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (text <> 'poison')")
     good = [text_message(conversation(instance), f"M{i}", seconds=i) for i in range(20)]
-    too_long_instance = conversation("x" * 200)  # conversations.instance is varchar(128)
-    bad = text_message(too_long_instance, "BAD")
+    bad = text_message(conversation(instance, 2), "BAD", text="poison")
     async with publisher(rabbitmq_url) as publish_all:
         await publish_all([*good[:10], bad, *good[10:]])
 
-    async with running(settings) as batcher:
-        await until_committed(batcher, 20)
+    try:
+        async with running(settings) as batcher:
+            await until_committed(batcher, 20)
 
-        async def dead_lettered() -> bool:
-            return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 1
+            async def dead_lettered() -> bool:
+                return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 1
 
-        await eventually(dead_lettered)
-        assert batcher.stats.fallbacks >= 1
+            await eventually(dead_lettered)
+            assert batcher.stats.fallbacks == 1, "one batch, retried message by message"
+    finally:
+        await query(database_url, "ALTER TABLE messages DROP CONSTRAINT no_poison")
 
     assert len(await messages_of(database_url, instance)) == 20
     [body] = await drain(rabbitmq_url, PERSIST.dead_letter_name)
@@ -459,7 +463,14 @@ async def test_a_body_that_is_no_contract_of_persist_is_dead_lettered_at_once(
     assert await drain(rabbitmq_url, PERSIST.dead_letter_name) == [body]
 
 
-async def test_while_postgres_is_unreachable_nothing_is_acked_and_nothing_is_dropped(
+async def until_retrying(batcher: BatchConsumer, retries: int) -> None:
+    async def retried() -> bool:
+        return batcher.stats.outage_retries >= retries
+
+    await eventually(retried)
+
+
+async def test_while_postgres_is_unreachable_nothing_is_acked_dropped_or_dead_lettered(
     rabbitmq_url: str, instance: str
 ) -> None:
     settings = persist_settings(rabbitmq_url, CLOSED_PORT_URL)
@@ -468,23 +479,14 @@ async def test_while_postgres_is_unreachable_nothing_is_acked_and_nothing_is_dro
         await publish_all(contracts)
 
     async with running(settings) as batcher:
-        await asyncio.sleep(1.0)
+        await until_retrying(batcher, 8)  # well past the queue's delivery limit (5), had each try been one
         assert batcher.stats.items == 0
-        # each attempt rides out the outage for a while, then nacks; the queue's delivery limit ends the loop
-        # in the dead-letter queue, where the messages wait to be replayed
+        assert await queue_depth(rabbitmq_url, PERSIST.name) == 0, "held, unacknowledged, by the consumer"
+        assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
 
-        async def parked() -> bool:
-            return await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 3
-
-        await eventually(parked, timeout=30)
-
-    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
-    parked_bodies = await drain(rabbitmq_url, PERSIST.dead_letter_name)
-    assert sorted(InboundMessage.model_validate_json(b).message_id for b in parked_bodies) == [
-        "M0",
-        "M1",
-        "M2",
-    ]
+    # stopped during the outage: RabbitMQ takes the messages back, for the next consumer
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 3
+    assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
 
 
 async def test_messages_held_during_an_outage_are_written_when_postgres_comes_back(
@@ -493,14 +495,14 @@ async def test_messages_held_during_an_outage_are_written_when_postgres_comes_ba
     name = f"papo_test_{uuid.uuid4().hex[:10]}"
     base = infra.POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    settings = persist_settings(rabbitmq_url, url, persist_outage_retry_s=60)
+    settings = persist_settings(rabbitmq_url, url)
     contracts = [text_message(conversation(instance), f"M{i}") for i in range(3)]
     async with publisher(rabbitmq_url) as publish_all:
         await publish_all(contracts)
 
     try:
         async with running(settings) as batcher:
-            await asyncio.sleep(1.0)  # the database does not exist yet: the batch waits, unacknowledged
+            await until_retrying(batcher, 2)  # the database does not exist yet: the batch waits
             assert batcher.stats.items == 0
             assert await queue_depth(rabbitmq_url, PERSIST.name) == 0, "held by the consumer, not requeued"
 
@@ -512,6 +514,66 @@ async def test_messages_held_during_an_outage_are_written_when_postgres_comes_ba
         assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
     finally:
         await query(infra.POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_database_connection_killed_mid_batch_costs_a_retry_and_no_row_twice(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    contracts = [text_message(conversation(instance, i % 5), f"M{i}", seconds=i) for i in range(50)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all(contracts)
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    locker, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        locking = locker.transaction()
+        await locking.start()
+        await locker.execute("LOCK TABLE conversations IN EXCLUSIVE MODE")  # persist's batch blocks inside
+        async with running(settings) as batcher:
+
+            async def blocked_writer() -> list[asyncpg.Record]:
+                # from another connection: inside a transaction the statistics views do not move
+                return await watcher.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+
+            async def batch_is_blocked() -> bool:
+                return bool(await blocked_writer())
+
+            await eventually(batch_is_blocked)
+            [victim] = await blocked_writer()
+            await locker.execute("SELECT pg_terminate_backend($1)", victim["pid"])
+            await locking.rollback()
+            await until_committed(batcher, 50)
+            assert batcher.stats.outage_retries >= 1
+    finally:
+        await locker.close()
+        await watcher.close()
+
+    rows = await messages_of(database_url, instance)
+    assert sorted(row["external_id"] for row in rows) == sorted(f"M{i}" for i in range(50))
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
+    assert await queue_depth(rabbitmq_url, PERSIST.dead_letter_name) == 0
+
+
+async def test_duplicates_in_one_batch_and_replays_after_it_are_written_once(
+    settings: PersistSettings, rabbitmq_url: str, database_url: str, instance: str
+) -> None:
+    contracts = [text_message(conversation(instance, i % 4), f"M{i}", seconds=i) for i in range(40)]
+    async with publisher(rabbitmq_url) as publish_all:
+        await publish_all([*contracts, *contracts])  # both copies wait in the queue: they share batches
+    written_before = persisted("inbound")
+
+    async with running(settings) as batcher, publisher(rabbitmq_url) as publish_all:
+        await until_committed(batcher, 80)
+        first_rows = await messages_of(database_url, instance)
+        await publish_all(contracts)  # replayed later, as from the dead-letter queue
+        await until_committed(batcher, 120)
+
+    assert len(first_rows) == 40
+    assert await messages_of(database_url, instance) == first_rows, "same rows, same transactions (xmin)"
+    assert persisted("inbound") - written_before == 40
+    assert await queue_depth(rabbitmq_url, PERSIST.name) == 0
 
 
 @pytest.mark.parametrize(("reachable", "status"), [(True, 200), (False, 503)])

@@ -12,8 +12,7 @@ from papo_common.contracts import (
     ReplySent,
     Transcript,
 )
-from papo_persist.plan import plan_batch
-from papo_persist.rows import TRANSCRIPTION_FAILED, row_write
+from papo_persist.rows import TRANSCRIPTION_FAILED, plan_batch, row_write
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 REF = ConversationRef(instance="shop", user_id="5511999990000@s.whatsapp.net")

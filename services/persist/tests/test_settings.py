@@ -11,7 +11,7 @@ from papo_persist.settings import PersistSettings
 def test_defaults_let_a_batch_fill_while_the_previous_one_commits() -> None:
     settings = PersistSettings()
 
-    assert (settings.persist_batch_size, settings.persist_batch_wait_ms) == (100, 50)
+    assert (settings.persist_batch_size, settings.persist_batch_wait_ms) == (500, 50)
     assert settings.prefetch >= 2 * settings.persist_batch_size
 
 

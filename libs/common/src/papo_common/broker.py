@@ -44,12 +44,18 @@ class PoisonMessageMiddleware(BaseMiddleware):
             DEAD_LETTERS.labels(queue=queue_name, reason=type(error).__name__).inc()
             logger.warning(
                 "dead-lettering message",
-                extra={"queue": queue_name, "reason": _short(error), "message_id": msg.message_id},
+                extra={
+                    "queue": queue_name,
+                    "reason": dead_letter_reason(error),
+                    "message_id": msg.message_id,
+                },
             )
             raise RejectMessage from error
 
 
-def _short(error: Exception) -> str:
+def dead_letter_reason(error: Exception) -> str:
+    """Why a message is dead-lettered, short and without its content: a validation error names the fields
+    and what is wrong with them, never their values."""
     if isinstance(error, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
     return str(error)[:500]

@@ -1,54 +1,53 @@
-"""persist's service: its queue's handler, the batcher and the database engine behind it."""
+"""persist's service: the batch consumer of `papo.persist` and the PostgreSQL pool behind it, with the
+health, readiness and /metrics routes every service has."""
 
 from __future__ import annotations
 
+import asyncpg
 from faststream.asgi import AsgiFastStream
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from papo_common.db.engine import make_engine
 from papo_common.service import consumer_app, make_service_broker, serve
-from papo_persist.batcher import Batcher
-from papo_persist.handlers import register_handlers
-from papo_persist.rows import PersistedContract
+from papo_common.topology import PERSIST
+from papo_persist.consumer import BatchConsumer
+from papo_persist.database import PostgresWriter, create_staging_tables
 from papo_persist.settings import PersistSettings
-from papo_persist.writer import PostgresWriter
 
 
 def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
     """The persist service as an ASGI app: consumes `papo.persist`, serves /healthz, /readyz and /metrics."""
     settings = settings or PersistSettings()
     broker = make_service_broker("persist", settings)
-    engine = make_engine(settings.database_url.get_secret_value(), pool_size=settings.database_pool_size)
-    batcher: Batcher[PersistedContract] = Batcher(
-        PostgresWriter(engine, timeout_s=settings.persist_write_timeout_s),
-        max_size=settings.persist_batch_size,
-        max_wait_s=settings.persist_batch_wait_ms / 1000,
-        outage_retry_s=settings.persist_outage_retry_s,
+    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    # min_size 0: persist starts, and waits, while PostgreSQL is still away
+    pool = asyncpg.create_pool(
+        dsn, min_size=0, max_size=settings.database_pool_size, init=create_staging_tables
     )
-    register_handlers(broker, batcher)
+    consumer = BatchConsumer(
+        settings.rabbitmq_url.get_secret_value(),
+        PERSIST,
+        PostgresWriter(pool, timeout_s=settings.persist_write_timeout_s),
+        batch_size=settings.persist_batch_size,
+        batch_wait_s=settings.persist_batch_wait_ms / 1000,
+        prefetch=settings.prefetch,
+        max_backoff_s=settings.persist_outage_backoff_max_s,
+    )
+
+    async def open_pool() -> None:
+        await pool
 
     async def database_ready() -> None:
-        await _select_one(engine)
-
-    async def release() -> None:
-        await batcher.stop()
-        await engine.dispose()
+        await pool.fetchval("SELECT 1")
 
     app = consumer_app(
         broker,
         checks={"postgres": database_ready},
-        on_startup=[batcher.start],
-        # after the broker has drained: its graceful stop waits for handlers, which wait for their batch
-        after_shutdown=[release],
+        on_startup=[open_pool],
+        after_startup=[consumer.start],
+        on_shutdown=[consumer.stop],
+        after_shutdown=[pool.close],
     )
-    app.context.set_global("persist_batcher", batcher)  # its counters, for tests and debugging
+    app.context.set_global("persist_consumer", consumer)  # its counters, for tests and debugging
     return app
-
-
-async def _select_one(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
 
 
 def main() -> None:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from papo_common.errors import DependencyUnavailable, PermanentError
-from papo_persist.failures import WriteFailed, translate
+from papo_persist.database import WriteFailed, translate
 
 
-class ServerError(Exception):
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-
-
-def database_error(sqlstate: str, message: str = "boom") -> DBAPIError:
-    return DBAPIError(
-        "INSERT INTO messages ...", {"text": "a secret message"}, ServerError(sqlstate, message)
-    )
+def database_error(sqlstate: str, message: str = "boom") -> asyncpg.PostgresError:
+    error = asyncpg.PostgresError(message)
+    error.sqlstate = sqlstate  # type: ignore[misc]
+    error.detail = "Failing row contains (a secret message)."  # type: ignore[misc]
+    return error
 
 
 @pytest.mark.parametrize(
@@ -43,6 +38,7 @@ def test_database_errors_are_classified_by_sqlstate(sqlstate: str, expected: typ
 def test_an_unreachable_server_is_unavailable() -> None:
     assert isinstance(translate(ConnectionRefusedError(111, "refused")), DependencyUnavailable)
     assert isinstance(translate(TimeoutError()), DependencyUnavailable)
+    assert isinstance(translate(asyncpg.ConnectionDoesNotExistError("closed")), DependencyUnavailable)
 
 
 def test_the_reason_keeps_the_server_message_but_never_the_parameters() -> None:

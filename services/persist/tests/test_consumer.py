@@ -1,0 +1,193 @@
+"""The batch consumer without a broker or a database: what it acknowledges, rejects and holds, and when."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import cast
+
+import pytest
+
+from papo_common.contracts import ConversationRef, InboundMessage
+from papo_common.errors import DependencyUnavailable, PermanentError
+from papo_common.topology import PERSIST
+from papo_persist.consumer import BatchConsumer, Delivery
+from papo_persist.rows import PersistedContract
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+REF = ConversationRef(instance="shop", user_id="5511@s.whatsapp.net")
+
+
+def body(message_id: str, text: str = "oi") -> bytes:
+    return InboundMessage(
+        conversation=REF, message_id=message_id, chat_id=REF.user_id, kind="text", text=text,
+        sent_at=NOW, received_at=NOW,
+    ).model_dump_json().encode()  # fmt: skip
+
+
+@dataclass
+class FakeDelivery:
+    """What the consumer reads of an aio-pika delivery, recording how it was settled."""
+
+    delivery_tag: int
+    body: bytes
+    settled: list[tuple[str, int, bool]]
+    channel: str = "channel-1"
+    exchange: str = "papo"
+    routing_key: str = "inbound.text"
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.settled.append(("ack", self.delivery_tag, multiple))
+
+    async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
+        self.settled.append(("nack", self.delivery_tag, requeue))
+
+    async def reject(self, requeue: bool = False) -> None:
+        self.settled.append(("reject", self.delivery_tag, requeue))
+
+
+@dataclass
+class FakeWriter:
+    """Commits, or fails: `unavailable` times first, and always for texts in `refused`."""
+
+    unavailable: int = 0
+    refused: set[str] = field(default_factory=set)
+    committed: list[list[str]] = field(default_factory=list)
+    attempts: int = 0
+    attempted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def write(self, contracts: Sequence[PersistedContract]) -> None:
+        self.attempts += 1
+        self.attempted.set()
+        if self.unavailable:
+            self.unavailable -= 1
+            raise DependencyUnavailable("PostgreSQL unreachable")
+        if any(getattr(c, "text", None) in self.refused for c in contracts):
+            raise PermanentError("PostgreSQL refused the row")
+        self.committed.append([cast(InboundMessage, c).message_id for c in contracts])
+
+
+class Harness:
+    def __init__(self, writer: FakeWriter, batch_size: int) -> None:
+        self.writer = writer
+        self.settled: list[tuple[str, int, bool]] = []
+        self.consumer = BatchConsumer(
+            "amqp://unused", PERSIST, writer, batch_size=batch_size, batch_wait_s=60, prefetch=batch_size * 2,
+            max_backoff_s=0.001,
+        )  # fmt: skip
+
+    async def deliver(self, tag: int, payload: bytes) -> None:
+        await self.consumer.receive(cast(Delivery, FakeDelivery(tag, payload, self.settled)))
+
+    async def until_settled(self, count: int) -> None:
+        while len(self.settled) < count:
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def writer() -> FakeWriter:
+    return FakeWriter()
+
+
+@pytest.fixture
+async def harness(writer: FakeWriter) -> AsyncIterator[Harness]:
+    harness = Harness(writer, batch_size=3)
+    harness.consumer.begin()
+    yield harness
+    await harness.consumer.stop()
+
+
+async def test_a_full_batch_is_written_once_and_acked_with_one_multiple_ack(harness: Harness) -> None:
+    for tag in (1, 2, 3):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await harness.until_settled(1)
+
+    assert harness.writer.committed == [["M1", "M2", "M3"]]
+    assert harness.settled == [("ack", 3, True)]
+
+
+async def test_nothing_is_acked_before_its_batch_commits(harness: Harness) -> None:
+    await harness.deliver(1, body("M1"))
+    await harness.deliver(2, body("M2"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    assert harness.writer.attempts == 0, "the batch is still gathering (its wait is a minute)"
+    assert harness.settled == []
+
+
+async def test_a_body_that_is_no_contract_is_dead_lettered_alone(harness: Harness) -> None:
+    await harness.deliver(1, body("M1"))
+    await harness.deliver(2, b'{"type": "inbound_message", "version": 1}')
+    await harness.deliver(3, body("M3"))
+    await harness.until_settled(2)
+
+    assert harness.settled == [("reject", 2, False), ("ack", 3, True)]
+    assert harness.writer.committed == [["M1", "M3"]]
+
+
+async def test_a_row_the_database_refuses_is_dead_lettered_and_its_batch_mates_are_written(
+    harness: Harness, writer: FakeWriter
+) -> None:
+    writer.refused = {"poison"}
+    await harness.deliver(1, body("M1"))
+    await harness.deliver(2, body("BAD", text="poison"))
+    await harness.deliver(3, body("M3"))
+    await harness.until_settled(2)
+
+    assert writer.committed == [["M1"], ["M3"]]
+    assert harness.settled == [("reject", 2, False), ("ack", 3, True)]
+    assert harness.consumer.stats.fallbacks == 1
+
+
+async def test_an_outage_is_ridden_out_without_nacking_or_dead_lettering(
+    harness: Harness, writer: FakeWriter
+) -> None:
+    writer.unavailable = 6
+    for tag in (1, 2, 3):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await harness.until_settled(1)
+
+    assert writer.attempts == 7
+    assert harness.consumer.stats.outage_retries == 6
+    assert harness.settled == [("ack", 3, True)]
+
+
+async def test_a_stop_during_an_outage_leaves_the_batch_unacknowledged_for_redelivery(
+    writer: FakeWriter,
+) -> None:
+    writer.unavailable = 10**9
+    harness = Harness(writer, batch_size=2)
+    harness.consumer.begin()
+    await harness.deliver(1, body("M1"))
+    await harness.deliver(2, body("M2"))
+    await writer.attempted.wait()
+
+    await harness.consumer.stop()
+
+    assert harness.settled == []
+    assert writer.committed == []
+
+
+async def test_a_multiple_ack_never_covers_an_earlier_delivery_still_open(harness: Harness) -> None:
+    await harness.deliver(2, body("M2"))
+    await harness.deliver(3, body("M3"))
+    await harness.deliver(4, body("M4"))  # the batch is full: 2, 3, 4
+    await harness.deliver(1, body("M1"))  # a lower tag, not in it
+    await harness.until_settled(3)
+
+    assert harness.settled[:3] == [("ack", 2, False), ("ack", 3, False), ("ack", 4, False)]
+
+
+async def test_a_stop_writes_what_was_gathered_before_closing(writer: FakeWriter) -> None:
+    harness = Harness(writer, batch_size=10)
+    harness.consumer.begin()
+    await harness.deliver(1, body("M1"))
+    await harness.deliver(2, body("M2"))
+
+    await harness.consumer.stop()
+
+    assert writer.committed == [["M1", "M2"]]
+    assert harness.settled == [("ack", 2, True)]
