@@ -96,8 +96,8 @@ async def papo(settings: DebounceSettings, count: int) -> AsyncIterator[Counter]
 
 @asynccontextmanager
 async def raw_peer(settings: DebounceSettings, count: int) -> AsyncIterator[Counter]:
-    """aio-pika and redis-py: the same contract validation, staleness check and Lua, one message at a time
-    with the same prefetch, acked after Redis answered."""
+    """aio-pika and redis-py: the same contract validation, staleness check and Lua, as many messages at once
+    as the same prefetch allows, each acked after Redis answered."""
     handled = 0
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     add = redis.register_script(ADD_MESSAGE)
@@ -107,59 +107,56 @@ async def raw_peer(settings: DebounceSettings, count: int) -> AsyncIterator[Coun
     await channel.set_qos(prefetch_count=settings.prefetch)
     queue = await channel.get_queue(DEBOUNCE.name, ensure=False)
 
-    async def consume() -> None:
+    async def consume(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
         nonlocal handled
-        async with queue.iterator() as messages:
-            async for incoming in messages:
-                message = parse(incoming.body)
-                assert isinstance(message, InboundMessage)
-                if (message.received_at - message.sent_at).total_seconds() <= settings.stale_message_seconds:
-                    k = _Keys(settings.redis_key_prefix, message.conversation)
-                    await add(
-                        keys=[
-                            k.seen,
-                            k.items,
-                            k.meta,
-                            k.pending,
-                            k.texts,
-                            k.inbound_seq,
-                            k.answered_seq,
-                            f"{settings.redis_key_prefix}:debounce:due",
-                            k.paused,
-                        ],
-                        args=[
-                            "",
-                            message.message_id,
-                            json.dumps(
-                                {
-                                    "message_id": message.message_id,
-                                    "kind": message.kind,
-                                    "text": message.text,
-                                    "sent_at": message.sent_at.isoformat(),
-                                },
-                                ensure_ascii=False,
-                            ),
-                            "0",
-                            message.chat_id,
-                            message.push_name or "",
-                            member_of(message.conversation),
-                            settings.debounce_seconds,
-                            settings.debounce_max_wait_seconds,
-                            settings.debounce_max_messages,
-                            settings.debounce_transcription_timeout_seconds,
-                            settings.debounce_seen_ttl_seconds,
-                            "",
-                        ],
-                    )
-                await incoming.ack()
-                handled += 1
+        message = parse(incoming.body)
+        assert isinstance(message, InboundMessage)
+        if (message.received_at - message.sent_at).total_seconds() <= settings.stale_message_seconds:
+            k = _Keys(settings.redis_key_prefix, message.conversation)
+            await add(
+                keys=[
+                    k.seen,
+                    k.items,
+                    k.meta,
+                    k.pending,
+                    k.texts,
+                    k.inbound_seq,
+                    k.answered_seq,
+                    f"{settings.redis_key_prefix}:debounce:due",
+                    k.paused,
+                ],
+                args=[
+                    "",
+                    message.message_id,
+                    json.dumps(
+                        {
+                            "message_id": message.message_id,
+                            "kind": message.kind,
+                            "text": message.text,
+                            "sent_at": message.sent_at.isoformat(),
+                        },
+                        ensure_ascii=False,
+                    ),
+                    "0",
+                    message.chat_id,
+                    message.push_name or "",
+                    member_of(message.conversation),
+                    settings.debounce_seconds,
+                    settings.debounce_max_wait_seconds,
+                    settings.debounce_max_messages,
+                    settings.debounce_transcription_timeout_seconds,
+                    settings.debounce_seen_ttl_seconds,
+                    "",
+                ],
+            )
+        await incoming.ack()
+        handled += 1
 
-    task = asyncio.create_task(consume())
+    # like FastStream's subscriber: each delivery is its own task, up to the prefetch at once
+    await queue.consume(consume)
     try:
         yield lambda: handled
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await connection.close()
         await redis.aclose()
 

@@ -198,7 +198,7 @@ async def measure(
     return {"service": name, **result, "cpu_s": cpu}
 
 
-async def run(count: int, window: float, rounds: int) -> list[dict[str, Any]]:
+async def run(count: int, window: float, rounds: int, only: str | None = None) -> list[dict[str, Any]]:
     results = []
     with infra.rabbitmq_vhost() as url, ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         broker = make_broker(DebounceSettings(rabbitmq_url=url))  # type: ignore[arg-type]
@@ -206,6 +206,8 @@ async def run(count: int, window: float, rounds: int) -> list[dict[str, Any]]:
             await declare_topology(broker)
         for _ in range(rounds):
             for name, service in (("papo", papo), ("raw peer", peer)):
+                if only and name != only:
+                    continue
                 results.append(await measure(name, service, url, count, window, pool))
     return results
 
@@ -216,9 +218,13 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2,000 conversations, 3 s window")
+    parser.add_argument("--only", choices=("papo", "raw peer"), help="run one side (to profile it)")
     options = parser.parse_args()
     count, window = (2_000, 3.0) if options.quick else (options.conversations, options.window)
-    results = asyncio.run(run(count, window, options.rounds))
+    results = asyncio.run(run(count, window, options.rounds, options.only))
+    if options.only:
+        print(results)
+        return
     for r in results:
         print(
             f"{r['service']:>9}: lateness p50 {r['p50'] * 1000:6.0f} ms, p99 {r['p99'] * 1000:6.0f} ms, "
