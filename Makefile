@@ -45,8 +45,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy -p papo_common $(foreach s,$(SERVICES),-p papo_$(s))
 
+# every benchmark in its quick form, each bounded; the full runs and their figures are in docs/performance.md
+BENCH_TIMEOUT ?= 300
 bench: install infra
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/*.py; do echo "== $$b"; PAPO_BENCH_QUICK=1 timeout $(BENCH_TIMEOUT) $(BIN)/python $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -137,4 +137,8 @@ if __name__ == "__main__":
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_root())
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--quick", action="store_true", help="one round, a tenth of the HTTP calls")
+    options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.http_factor = 1, max(1, options.http_factor // 10)
+    asyncio.run(main(options))

@@ -92,7 +92,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", action="store_true", help="also time one batch of six short notes")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="one pass, greedy (for `make bench`)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat, args.beam = 1, 1
     if args.child:
         print(json.dumps(child(args.child, args.beam, args.repeat, args.batch)))
         return
