@@ -19,6 +19,7 @@ from papo_common.broker import make_broker, publish
 from papo_common.contracts import Burst, BurstItem, ConversationRef, Reply
 from papo_common.db import make_engine
 from papo_common.redis import ConversationKeys
+from papo_common.resilience import REDELIVERIES_HEADER
 from papo_common.topology import EXCHANGE, LLM, RoutingKey, declare_topology
 from papo_llm.app import create_app
 from papo_llm.settings import VOICE_NOTE_MARK, LlmSettings
@@ -276,7 +277,7 @@ async def test_a_reply_overtaken_by_new_messages_is_dropped_and_answered_with_th
         await publish(publisher, make_burst(who, 1, "quero um orçamento"))
         await ai.wait_for_requests(1)
         await redis_client.incr(keys.inbound_seq)  # debounce counted a new message while we were thinking
-        await eventually(lambda: redis_client.exists(keys.history))
+        await eventually(lambda: _turn_over(redis_client, keys))
         await replies.none_within(0.3)
         await publish(publisher, make_burst(who, 2, "pra 3 camisetas", at=5))
         [reply] = await replies.take(1)
@@ -287,9 +288,14 @@ async def test_a_reply_overtaken_by_new_messages_is_dropped_and_answered_with_th
     assert int(await redis_client.get(keys.answered_seq)) == 2
 
 
-async def test_a_redelivered_or_overtaken_burst_is_not_answered_again(
+async def _turn_over(redis_client, keys: ConversationKeys) -> bool:
+    return not await redis_client.exists(keys.turn_lock)
+
+
+async def test_a_redelivered_burst_is_not_answered_again_but_an_older_one_handled_late_is(
     settings, ai, replies, publisher
 ) -> None:
+    # issue 9.1: the older burst, handled after the newer one was answered, was acked as a duplicate
     who = conversation()
     older, newer = make_burst(who, 1, "oi"), make_burst(who, 2, "tudo bem?", at=5)
 
@@ -298,9 +304,12 @@ async def test_a_redelivered_or_overtaken_burst_is_not_answered_again(
         await replies.take(1)
         await publish(publisher, newer)  # a redelivery
         await publish(publisher, older)  # arrived after the newer one was answered
+        [late] = await replies.take(1)
+        await publish(publisher, older)
         await replies.none_within(1.0)
 
-    assert len(ai.requests) == 1
+    assert [r.last_user_message for r in ai.requests] == ["tudo bem?", "oi"]
+    assert late.in_reply_to == tuple(item.message_id for item in older.items)
 
 
 async def test_one_conversation_is_answered_one_turn_at_a_time_across_replicas(
@@ -363,15 +372,28 @@ async def _has_dead_letter(amqp, burst_id: str) -> bool:
 
 
 @pytest.mark.parametrize("broken", ["redis_url", "database_url"])
-async def test_an_unreachable_store_is_redelivered_until_the_delivery_limit(
+async def test_an_unreachable_store_is_redelivered_with_backoff_never_dead_lettered(
     broken, rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
 ) -> None:
-    dead = {
-        "redis_url": "redis://127.0.0.1:1/0",
-        "database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/x",
-    }
-    urls = {"database_url": database_url, "redis_url": redis_url, broken: dead[broken]}
-    settings = llm_settings(rabbitmq_url, urls["database_url"], urls["redis_url"], redis_prefix, ai)
+    settings = _broken_store_settings(broken, rabbitmq_url, database_url, redis_url, redis_prefix, ai)
+    burst = make_burst(conversation(), 1, "oi")
+    second_wait = LLM.retry_queue_name(LLM.retry_delays_seconds[1])
+
+    async with running(settings):
+        await publish(publisher, burst)
+        # failed twice: now waiting in the second retry queue, not in the dead-letter queue
+        await eventually(lambda: _queued_in(amqp, second_wait, burst.burst_id), timeout=20)
+        assert await dead_letters_of(amqp, burst.burst_id) == []
+
+    assert ai.requests == []
+
+
+async def test_an_unreachable_store_past_the_redelivery_horizon_dead_letters(
+    rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
+) -> None:
+    settings = _broken_store_settings(
+        "redis_url", rabbitmq_url, database_url, redis_url, redis_prefix, ai, redelivery_horizon_seconds=0.5
+    )
     burst = make_burst(conversation(), 1, "oi")
 
     async with running(settings):
@@ -384,6 +406,148 @@ async def test_an_unreachable_store_is_redelivered_until_the_delivery_limit(
 
         await eventually(dead_lettered, timeout=20)
 
-    [death] = found[0].headers["x-death"]
-    assert death["reason"] == "delivery_limit"
-    assert ai.requests == []
+    [death] = found[0].headers["x-death"][:1]
+    assert death["reason"] == "rejected"
+    assert found[0].headers[REDELIVERIES_HEADER] >= 1
+
+
+def _broken_store_settings(broken, rabbitmq_url, database_url, redis_url, redis_prefix, ai, **extra):
+    dead = {
+        "redis_url": "redis://127.0.0.1:1/0",
+        "database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/x",
+    }
+    urls = {"database_url": database_url, "redis_url": redis_url, broken: dead[broken]}
+    return llm_settings(rabbitmq_url, urls["database_url"], urls["redis_url"], redis_prefix, ai, **extra)
+
+
+async def _queued_in(amqp, queue_name: str, burst_id: str) -> bool:
+    """Whether `burst_id` waits in `queue_name` (looked at and put back)."""
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(queue_name, passive=True)
+    seen = []
+    while (message := await queue.get(fail=False)) is not None:
+        seen.append(message)
+    found = any(json.loads(m.body)["burst_id"] == burst_id for m in seen)
+    for message in seen:
+        await message.nack(requeue=True)
+    await channel.close()
+    return found
+
+
+# --- issue 9: every message reaches the model once, in order, whatever the deliveries ---------------------
+
+
+async def test_bursts_delivered_newest_first_and_twice_across_replicas_answer_every_message_once(
+    rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, redis_client
+) -> None:
+    # issue 9.1, first reproduction: a newer burst took the lock first and the older one became a "duplicate"
+    settings = llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai)
+    who = conversation()
+    bursts = [make_burst(who, seq, f"mensagem {seq}", at=seq * 20) for seq in range(1, 5)]
+    await redis_client.set(ConversationKeys(redis_prefix, who).inbound_seq, len(bursts))
+    ai.latency = 0.1
+
+    async with running(settings), running(settings):
+        for burst in [*reversed(bursts), *bursts]:
+            await publish(publisher, burst)
+        answered = await replies.take(1, timeout=20)
+        while sum(len(r.in_reply_to) for r in answered) < len(bursts):
+            answered += await replies.take(1, timeout=20)
+        await replies.none_within(1.0)
+
+    covered = [message_id for reply in answered for message_id in reply.in_reply_to]
+    assert sorted(covered) == sorted(burst.items[0].message_id for burst in bursts), "each answered once"
+    said = [line for request in ai.requests for line in request.last_user_message.split("\n")]
+    assert sorted(said) == [f"mensagem {seq}" for seq in range(1, 5)], "each reached the model once"
+    for request in ai.requests:
+        lines = request.last_user_message.split("\n")
+        assert lines == sorted(lines), "in messageTimestamp order"
+
+
+async def test_a_late_older_message_reaches_the_model_once_in_order_after_a_rehydration(
+    settings, ai, replies, publisher, database_url, redis_client
+) -> None:
+    # issue 9.1, second reproduction: m1 (T+1) waited in papo.llm while the llm was down; m0 (T) arrived later.
+    # PostgreSQL already held both, Redis nothing: rehydration put m0 in the prompt twice.
+    who = conversation()
+    m1_burst = make_burst(who, 1, "vocês entregam?", at=1)
+    m0_burst = make_burst(who, 2, "boa noite", at=0)
+    engine = make_engine(database_url)
+    async with engine.begin() as connection:
+        conversation_id = (
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                ),
+                {"i": who.instance, "u": who.user_id},
+            )
+        ).scalar_one()
+        for burst in (m0_burst, m1_burst):
+            item = burst.items[0]
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
+                    " VALUES (:c, :i, :e, 'user', 'text', :t, :s)"
+                ),
+                {
+                    "c": conversation_id,
+                    "i": who.instance,
+                    "e": item.message_id,
+                    "t": item.text,
+                    "s": item.sent_at,
+                },
+            )
+    await engine.dispose()
+    await redis_client.set(ConversationKeys(settings.redis_key_prefix, who).inbound_seq, 2)
+
+    async with running(settings):
+        await publish(publisher, m1_burst)
+        await publish(publisher, m0_burst)
+        [reply] = await replies.take(1)
+        await publish(publisher, m1_burst)  # redelivered once more
+        await replies.none_within(1.0)
+
+    [request] = ai.requests
+    assert request.messages[1:] == [{"role": "user", "content": "boa noite\nvocês entregam?"}]
+    assert reply.in_reply_to == (m0_burst.items[0].message_id, m1_burst.items[0].message_id)
+
+
+async def test_a_burst_failing_in_a_model_outage_is_answered_by_the_next_turn_and_never_dead_lettered(
+    rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
+) -> None:
+    # issue 9.1, third reproduction, and 9.2: the model server answers 503 to every attempt of the first burst;
+    # it used to dead-letter within seconds, and its replay was then a "duplicate"
+    settings = llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai, llm_max_attempts=2)
+    who = conversation()
+    failing, later = make_burst(who, 1, "qual o preço?"), make_burst(who, 2, "e o prazo?", at=30)
+    ai.fail_next(503, times=2)
+
+    async with running(settings):
+        await publish(publisher, failing)
+        await ai.wait_for_requests(2)
+        await publish(publisher, later)
+        [reply] = await replies.take(1)
+        await replies.none_within(
+            LLM.retry_delays_seconds[0] + 1.0
+        )  # the failed burst came back: a duplicate
+
+    assert reply.burst_id == later.burst_id
+    assert reply.in_reply_to == (failing.items[0].message_id, later.items[0].message_id)
+    assert ai.requests[-1].last_user_message == "qual o preço?\ne o prazo?"
+    assert await dead_letters_of(amqp, failing.burst_id) == []
+
+
+async def test_a_burst_redelivered_through_a_model_outage_is_answered_when_the_model_is_back(
+    rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
+) -> None:
+    settings = llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai, llm_max_attempts=2)
+    burst = make_burst(conversation(), 1, "oi")
+    ai.fail_next(500, times=4)  # two deliveries of two attempts each
+
+    async with running(settings):
+        await publish(publisher, burst)
+        [reply] = await replies.take(1, timeout=20)
+
+    assert reply.burst_id == burst.burst_id
+    assert [r.status for r in ai.requests] == [500, 500, 500, 500, 200]
+    assert await dead_letters_of(amqp, burst.burst_id) == []

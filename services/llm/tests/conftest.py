@@ -21,6 +21,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+_NETWORKED_FIXTURES = frozenset({"redis", "engine", "database_url", "ai"})
+"""Fixtures that reach a real Redis, PostgreSQL or HTTP server: a test using one is an integration test."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _NETWORKED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"papo-llm-unit-{uuid.uuid4().hex[:10]}"

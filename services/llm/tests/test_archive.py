@@ -43,6 +43,29 @@ def test_a_truncated_window_drops_its_oldest_turn_which_may_be_partial() -> None
     assert turns_from_rows(rows, complete=False) == [Turn("assistant", "B"), Turn("user", "c")]
 
 
+def test_which_stored_messages_are_answered_comes_from_the_replies_not_from_time() -> None:
+    from datetime import UTC, datetime
+
+    from papo_llm.archive import recall_from_rows
+
+    def at(second: int) -> datetime:
+        return datetime(2025, 5, 1, 12, 0, second, tzinfo=UTC)
+
+    rows = [
+        ("m1", "user", "text", "oi", None, None, at(1)),
+        ("late-m0", "user", "text", "bom dia", None, None, at(1)),  # arrived after m1 was answered
+        ("r1", "assistant", "text", "Olá!", None, ["m1"], at(5)),
+        ("m2", "user", "audio", None, None, None, at(6)),  # still being transcribed
+        ("m3", "user", "text", "tudo bem?", None, None, at(7)),
+    ]
+
+    recalled = recall_from_rows(rows, complete=True, carryover_turns=0)
+
+    assert [m.message_id for m in recalled.pending] == ["late-m0", "m3"]
+    assert recalled.seen == ["m1"]
+    assert recalled.turns == [Turn("user", "oi"), Turn("assistant", "Olá!")]
+
+
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     with infra.postgres_database() as url:
@@ -56,7 +79,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def test_recent_turns_exclude_the_burst_later_messages_and_other_conversations(
+async def test_recalled_turns_leave_out_pending_messages_and_other_conversations(
     engine: AsyncEngine, make_burst, make_item
 ) -> None:
     burst = make_burst(make_item("now-1", "e o horário?", seconds=100), make_item("now-2", "?", seconds=101))
@@ -99,17 +122,17 @@ async def test_recent_turns_exclude_the_burst_later_messages_and_other_conversat
                 },
             )
 
-    turns = await HistoryArchive(engine).recent_turns(
-        me,
-        exclude_message_ids=[item.message_id for item in burst.items],
-        until=burst.items[-1].sent_at,
-        max_rows=50,
-    )
+    recalled = await HistoryArchive(engine).recall(me, max_rows=50)
 
-    assert turns == [Turn("user", "quanto custa?"), Turn("assistant", "Custa 30 reais.\nMais alguma dúvida?")]
-    assert await HistoryArchive(engine).recent_turns(me, exclude_message_ids=[], until=t0, max_rows=2) == [
-        Turn("user", "e o horário?")
+    assert recalled.turns == [
+        Turn("user", "quanto custa?"),
+        Turn("assistant", "Custa 30 reais.\nMais alguma dúvida?"),
     ]
+    assert [m.message_id for m in recalled.pending] == ["now-1", "later-1"], "no reply covers them"
+    assert recalled.seen == ["old-1"], "a human answered it"
+    assert (await HistoryArchive(engine).recall(me, max_rows=50, exclude_message_ids=["now-1"])).pending[
+        0
+    ].content == ("said after the burst")
     await HistoryArchive(engine).ping()
 
 
@@ -151,7 +174,5 @@ async def test_a_reset_written_just_after_the_burst_was_sent_still_starts_a_new_
                     "s": t0 + timedelta(seconds=offset),
                 },
             )
-    turns = await HistoryArchive(engine).recent_turns(
-        me, exclude_message_ids=["new-1"], until=t0, max_rows=50, carryover_turns=4
-    )
-    assert turns == [], "nothing from before the reset"
+    recalled = await HistoryArchive(engine).recall(me, max_rows=50, carryover_turns=4)
+    assert recalled.turns == [], "nothing from before the reset"

@@ -6,7 +6,7 @@ import pytest
 
 from papo_common.contracts import UNDERSTOOD_NOTHING
 from papo_common.errors import PermanentError
-from papo_llm.prompt import Turn, build_messages, merge_consecutive, trim_history, user_turn
+from papo_llm.prompt import Turn, build_messages, merge_consecutive, messages_of, trim_history, user_turn
 from papo_llm.settings import DEFAULT_SYSTEM_PROMPT, VOICE_NOTE_MARK
 
 
@@ -17,7 +17,7 @@ def test_the_burst_becomes_one_user_message_in_its_order(make_burst, make_item) 
         make_item("m3", "do corte de cabelo", seconds=4, transcribed=True),
     )
 
-    turn = user_turn(burst)
+    turn = user_turn(messages_of(burst))
 
     assert turn == Turn("user", f"oi\nqueria saber o preço\n{VOICE_NOTE_MARK}do corte de cabelo")
 
@@ -28,15 +28,25 @@ def test_a_voice_note_not_understood_is_shown_with_the_marker(make_burst, make_i
     )
 
     assert (
-        user_turn(burst).content
+        user_turn(messages_of(burst)).content
         == f"{VOICE_NOTE_MARK}{UNDERSTOOD_NOTHING}\n{VOICE_NOTE_MARK}{UNDERSTOOD_NOTHING}"
     )
 
 
 def test_blank_text_items_are_left_out_and_a_burst_of_nothing_is_permanent(make_burst, make_item) -> None:
-    assert user_turn(make_burst(make_item("m1", " "), make_item("m2", "ok"))).content == "ok"
+    assert user_turn(messages_of(make_burst(make_item("m1", " "), make_item("m2", "ok")))).content == "ok"
     with pytest.raises(PermanentError):
-        user_turn(make_burst(make_item("m1", "  ")))
+        messages_of(make_burst(make_item("m1", "  ")))
+
+
+def test_messages_sent_in_the_same_second_keep_their_burst_order(make_burst, make_item) -> None:
+    # messageTimestamp has whole seconds: ties must not be broken by message id
+    burst = make_burst(make_item("zz", "primeiro"), make_item("aa", "segundo"), make_item("mm", "terceiro"))
+    later = make_burst(make_item("00", "quarto"), seq=2)
+
+    assert (
+        user_turn([*messages_of(later), *messages_of(burst)]).content == "primeiro\nsegundo\nterceiro\nquarto"
+    )
 
 
 def test_the_system_prompt_explains_the_voice_note_marker() -> None:

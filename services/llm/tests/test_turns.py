@@ -1,9 +1,12 @@
-"""A turn end to end without a broker: a scripted model, real Redis, an in-memory archive."""
+"""A turn end to end without a broker: a scripted model, real Redis, an in-memory archive.
+
+Every message reaches the model exactly once, in `messageTimestamp` order, however its bursts are delivered:
+out of order, twice, after a failed turn, or after Redis lost its copy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -12,9 +15,10 @@ from redis.asyncio import Redis
 from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.metrics import LLM_TURNS
 from papo_common.redis import ConversationKeys
+from papo_llm.archive import Recalled
 from papo_llm.engines import ChatMessage, Completion, CompletionFailed
-from papo_llm.history import HistoryStore
-from papo_llm.prompt import Turn
+from papo_llm.history import HistoryStore, decode_turn
+from papo_llm.prompt import PendingMessage, Turn
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
 from papo_llm.turns import TurnTaker
@@ -23,7 +27,7 @@ from papo_llm.turns import TurnTaker
 class ScriptedEngine:
     model = "scripted"
 
-    def __init__(self, during: Callable[[], Any] | None = None, fail: bool = False) -> None:
+    def __init__(self, during: Callable[[], Any] | None = None, fail: bool | BaseException = False) -> None:
         self.prompts: list[list[ChatMessage]] = []
         self.during = during
         self.fail = fail
@@ -33,7 +37,7 @@ class ScriptedEngine:
         if self.during is not None:
             await self.during()
         if self.fail:
-            raise CompletionFailed("HTTP 401")
+            raise self.fail if isinstance(self.fail, BaseException) else CompletionFailed("HTTP 401")
         return Completion(
             text=f"answer {len(self.prompts)}", model="scripted-1", prompt_tokens=9, completion_tokens=2
         )
@@ -43,21 +47,31 @@ class ScriptedEngine:
 
 
 class MemoryArchive:
-    def __init__(self, turns: list[Turn] | None = None) -> None:
+    def __init__(self, turns: list[Turn] | None = None, pending: list[PendingMessage] | None = None) -> None:
         self.turns = turns or []
+        self.pending = pending or []
         self.calls: list[dict[str, Any]] = []
 
-    async def recent_turns(
+    async def recall(
         self,
         conversation: ConversationRef,
         *,
-        exclude_message_ids: list[str],
-        until: datetime,
         max_rows: int,
         carryover_turns: int = 0,
-    ) -> list[Turn]:
-        self.calls.append({"exclude": exclude_message_ids, "until": until, "max_rows": max_rows})
-        return self.turns
+        exclude_message_ids: Sequence[str] = (),
+    ) -> Recalled:
+        self.calls.append({"exclude": list(exclude_message_ids), "max_rows": max_rows})
+        pending = [m for m in self.pending if m.message_id not in exclude_message_ids]
+        return Recalled(turns=self.turns, pending=pending, seen=[])
+
+
+async def history_of(redis: Redis, keys: ConversationKeys) -> list[Turn] | None:
+    raw = await redis.lrange(keys.history, 0, -1)
+    return [decode_turn(turn) for turn in raw] if raw else None
+
+
+async def answered_seq(redis: Redis, keys: ConversationKeys) -> int:
+    return int(await redis.get(keys.answered_seq) or 0)
 
 
 def taker(
@@ -99,16 +113,20 @@ def taker(
         publish=publish,
         sessions=sessions,
     )
-    return turns, published, HistoryStore(redis, ttl_seconds=600, max_turns=20)
+    return turns, published
+
+
+def keys_for(prefix: str, burst: Any) -> ConversationKeys:
+    return ConversationKeys(prefix, burst.conversation)
 
 
 async def test_an_answer_is_published_and_both_turns_join_the_history(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
-    turns, published, store = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "oi"), make_item("m2", "tudo bem?", seconds=1), seq=2)
-    keys = ConversationKeys(prefix, burst.conversation)
+    keys = keys_for(prefix, burst)
 
     assert await turns.handle(burst) == "answered"
 
@@ -117,16 +135,16 @@ async def test_an_answer_is_published_and_both_turns_join_the_history(
     assert reply.in_reply_to == ("m1", "m2")
     assert (reply.text, reply.model, reply.usage.prompt_tokens) == ("answer 1", "scripted-1", 9)
     assert engine.prompts[0][-1] == {"role": "user", "content": "oi\ntudo bem?"}
-    assert await store.load(keys) == [Turn("user", "oi\ntudo bem?"), Turn("assistant", "answer 1")]
-    assert await store.answered_seq(keys) == 2
+    assert await history_of(redis, keys) == [Turn("user", "oi\ntudo bem?"), Turn("assistant", "answer 1")]
+    assert await answered_seq(redis, keys) == 2
     assert not await redis.exists(keys.turn_lock)
 
 
-async def test_a_burst_at_or_below_the_watermark_is_a_duplicate(
+async def test_a_redelivered_answered_burst_is_a_duplicate(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
-    turns, published, _ = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "oi"), seq=1)
 
     assert await turns.handle(burst) == "answered"
@@ -134,20 +152,128 @@ async def test_a_burst_at_or_below_the_watermark_is_a_duplicate(
     assert len(engine.prompts) == 1 and len(published) == 1
 
 
-async def test_a_burst_overtaken_before_its_turn_joins_history_without_a_call(
+async def test_an_older_burst_handled_after_a_newer_one_is_still_answered(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    # issue 9.1: a newer burst took the lock first; the older one was acked as a duplicate, its text lost
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine)
+    older = make_burst(make_item("m1", "quero pizza"), seq=1)
+    newer = make_burst(make_item("m2", "de calabresa", seconds=5), seq=2)
+    keys = keys_for(prefix, older)
+    await redis.set(keys.inbound_seq, 2)
+
+    assert await turns.handle(newer) == "answered"
+    assert await turns.handle(older) == "answered"
+    assert await turns.handle(newer) == "duplicate"
+    assert await turns.handle(older) == "duplicate"
+
+    said = [prompt[-1]["content"] for prompt in engine.prompts]
+    assert said == ["de calabresa", "quero pizza"], "each message reached the model once"
+    assert [r.in_reply_to for r in published] == [("m2",), ("m1",)]
+
+
+async def test_a_late_older_message_is_in_the_prompt_once_in_timestamp_order(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    # issue 9.1: m1 (T+1) waited while the llm was down; m0 (T) arrived later. Redis had lost the history and
+    # PostgreSQL already held both: m0 was in the prompt twice.
+    t = 100
+    m0 = make_item("m0", "bom dia", seconds=t)
+    m1 = make_item("m1", "vocês abrem hoje?", seconds=t + 1)
+    archive = MemoryArchive(
+        [Turn("user", "ontem"), Turn("assistant", "resposta de ontem")],
+        pending=[
+            PendingMessage(int(m.sent_at.timestamp() * 1000), 0, i, m.message_id, m.text)
+            for i, m in enumerate([m0, m1])
+        ],
+    )
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine, archive)
+    first, late = make_burst(m1, seq=1), make_burst(m0, seq=2)
+    keys = keys_for(prefix, first)
+    await redis.set(keys.inbound_seq, 2)
+
+    assert await turns.handle(first) == "superseded"
+    assert await turns.handle(late) == "answered"
+    assert await turns.handle(first) == "duplicate"
+
+    [prompt] = engine.prompts
+    assert [m["content"] for m in prompt[1:]] == ["ontem", "resposta de ontem", "bom dia\nvocês abrem hoje?"]
+    assert published[0].in_reply_to == ("m0", "m1")
+
+
+async def test_a_failed_turn_leaves_its_messages_for_the_next_turn_and_its_redelivery(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    # issue 9.1: a burst failed while holding the lock; a later burst answered; the failed one's redelivery was
+    # a "duplicate" and its text never reached the model
+    from papo_common.errors import DependencyUnavailable
+
+    engine = ScriptedEngine(fail=DependencyUnavailable("model server down"))
+    turns, published = taker(redis, prefix, engine)
+    failed = make_burst(make_item("m1", "qual o preço?"), seq=1)
+    later = make_burst(make_item("m2", "e o prazo?", seconds=30), seq=2)
+    keys = keys_for(prefix, failed)
+
+    with pytest.raises(DependencyUnavailable):
+        await turns.handle(failed)
+    assert not await redis.exists(keys.turn_lock)
+    engine.fail = False
+    assert await turns.handle(later) == "answered"
+    assert await turns.handle(failed) == "duplicate"
+
+    assert engine.prompts[-1][-1]["content"] == "qual o preço?\ne o prazo?"
+    assert [r.in_reply_to for r in published] == [("m1", "m2")]
+
+
+async def test_a_replayed_unanswered_burst_is_answered(redis: Redis, prefix, make_burst, make_item) -> None:
+    # issue 9.2: a burst dead-lettered by an outage and replayed later was dropped by the watermark
+    engine = ScriptedEngine(fail=CompletionFailed("HTTP 401"))
+    turns, published = taker(redis, prefix, engine)
+    burst = make_burst(make_item("m1", "oi"), seq=1)
+    with pytest.raises(CompletionFailed):
+        await turns.handle(burst)
+    engine.fail = False
+
+    assert await turns.handle(burst) == "answered"
+    assert published[0].in_reply_to == ("m1",)
+
+
+async def test_concurrent_deliveries_of_one_conversation_answer_every_message_once(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    import asyncio
+
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine)
+    bursts = [make_burst(make_item(f"m{i}", f"texto {i}", seconds=i), seq=i) for i in range(1, 7)]
+    keys = keys_for(prefix, bursts[0])
+    await redis.set(keys.inbound_seq, 6)
+
+    # every burst twice, newest first
+    outcomes = await asyncio.gather(*(turns.handle(b) for b in [*reversed(bursts), *bursts]))
+
+    answered = [m for r in published for m in r.in_reply_to]
+    assert sorted(answered) == [f"m{i}" for i in range(1, 7)], outcomes
+    said = "\n".join(prompt[-1]["content"] for prompt in engine.prompts).split("\n")
+    assert sorted(said) == [f"texto {i}" for i in range(1, 7)]
+
+
+async def test_a_burst_overtaken_before_its_turn_joins_pending_without_a_call(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
     archive = MemoryArchive([Turn("assistant", "Oi! Em que posso ajudar?")])
-    turns, published, store = taker(redis, prefix, engine, archive)
+    turns, published = taker(redis, prefix, engine, archive)
     first = make_burst(make_item("m1", "primeira"), seq=1)
-    keys = ConversationKeys(prefix, first.conversation)
+    keys = keys_for(prefix, first)
     await redis.set(keys.inbound_seq, 2)
 
     assert await turns.handle(first) == "superseded"
     assert engine.prompts == [] and published == []
-    # A lost history is reloaded before the burst joins it, never restarted from this burst alone.
-    assert await store.load(keys) == [Turn("assistant", "Oi! Em que posso ajudar?"), Turn("user", "primeira")]
+    # A lost history is reloaded, never restarted from this burst alone.
+    assert await history_of(redis, keys) == [Turn("assistant", "Oi! Em que posso ajudar?")]
     assert await turns.handle(make_burst(make_item("m2", "segunda", seconds=5), seq=2)) == "answered"
     assert engine.prompts[0][-2:] == [
         {"role": "assistant", "content": "Oi! Em que posso ajudar?"},
@@ -159,23 +285,24 @@ async def test_more_said_while_generating_supersedes_the_reply(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     burst = make_burst(make_item("m1", "oi"), seq=1)
-    keys = ConversationKeys(prefix, burst.conversation)
+    keys = keys_for(prefix, burst)
 
     async def person_writes_again() -> None:
         await redis.set(keys.inbound_seq, 2)
 
-    turns, published, store = taker(redis, prefix, ScriptedEngine(during=person_writes_again))
+    turns, published = taker(redis, prefix, ScriptedEngine(during=person_writes_again))
 
     assert await turns.handle(burst) == "superseded"
     assert published == []
-    assert await store.load(keys) == [Turn("user", "oi")]
-    assert await store.answered_seq(keys) == 0
+    assert await history_of(redis, keys) is None, "nothing answered yet"
+    assert await turns.handle(make_burst(make_item("m2", "tem bolo?", seconds=2), seq=2)) == "answered"
+    assert published[0].in_reply_to == ("m1", "m2")
 
 
 async def test_a_failed_completion_is_permanent_and_frees_the_conversation(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
-    turns, published, _ = taker(redis, prefix, ScriptedEngine(fail=True))
+    turns, published = taker(redis, prefix, ScriptedEngine(fail=True))
     burst = make_burst(make_item("m1", "oi"), seq=1)
     failed_before = LLM_TURNS.labels(outcome="failed")._value.get()
 
@@ -183,17 +310,18 @@ async def test_a_failed_completion_is_permanent_and_frees_the_conversation(
         await turns.handle(burst)
 
     assert published == []
-    assert not await redis.exists(ConversationKeys(prefix, burst.conversation).turn_lock)
+    assert not await redis.exists(keys_for(prefix, burst).turn_lock)
     assert LLM_TURNS.labels(outcome="failed")._value.get() == failed_before + 1
 
 
-async def test_a_failed_publish_leaves_the_watermark_so_the_redelivery_answers(
+async def test_a_failed_publish_leaves_the_messages_pending_so_the_redelivery_answers(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
-    turns, _published, store = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "oi"), seq=1)
-    keys = ConversationKeys(prefix, burst.conversation)
+    keys = keys_for(prefix, burst)
+    publish = turns._publish
 
     async def broker_down(reply: Reply) -> None:
         raise ConnectionError("broker unreachable")
@@ -201,8 +329,11 @@ async def test_a_failed_publish_leaves_the_watermark_so_the_redelivery_answers(
     turns._publish = broker_down
     with pytest.raises(ConnectionError):
         await turns.handle(burst)
-    assert await store.answered_seq(keys) == 0 and await store.load(keys) is None
+    assert await history_of(redis, keys) is None
     assert not await redis.exists(keys.turn_lock)
+    turns._publish = publish
+    assert await turns.handle(burst) == "answered"
+    assert published[0].in_reply_to == ("m1",)
 
 
 async def test_lost_history_is_reloaded_from_the_archive_and_seeded(
@@ -210,14 +341,14 @@ async def test_lost_history_is_reloaded_from_the_archive_and_seeded(
 ) -> None:
     archive = MemoryArchive([Turn("user", "ontem"), Turn("assistant", "resposta de ontem")])
     engine = ScriptedEngine()
-    turns, _, store = taker(redis, prefix, engine, archive)
+    turns, _ = taker(redis, prefix, engine, archive)
     burst = make_burst(make_item("m1", "hoje"), make_item("m2", "de novo", seconds=3), seq=7)
 
     await turns.handle(burst)
 
-    assert archive.calls == [{"exclude": ["m1", "m2"], "until": burst.items[-1].sent_at, "max_rows": 80}]
+    assert archive.calls == [{"exclude": [], "max_rows": 80}]
     assert [m["content"] for m in engine.prompts[0][1:]] == ["ontem", "resposta de ontem", "hoje\nde novo"]
-    assert (await store.load(ConversationKeys(prefix, burst.conversation)))[:2] == archive.turns
+    assert (await history_of(redis, keys_for(prefix, burst)))[:2] == archive.turns
     await turns.handle(make_burst(make_item("m3", "e agora", seconds=60), seq=8))
     assert len(archive.calls) == 1
 
@@ -231,14 +362,14 @@ async def test_a_paused_conversation_is_not_answered_but_remembered(
     from papo_common.control import pause
 
     engine = ScriptedEngine()
-    turns, published, store = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "oi, tem bolo?"), seq=1)
     await pause(redis, prefix, burst.conversation, seconds=60, reason="operator")
 
     assert await turns.handle(burst) == "paused"
     assert published == [] and engine.prompts == []
     keys = ConversationKeys(prefix, burst.conversation)
-    assert await store.load(keys) == [Turn("user", "oi, tem bolo?")]
+    assert await history_of(redis, keys) == [Turn("user", "oi, tem bolo?")]
     assert await turns.handle(burst) == "duplicate", "a redelivery after the pause is not answered either"
 
 
@@ -249,7 +380,7 @@ async def test_asking_for_a_human_pauses_the_bot_with_a_notice(
     from papo_common.control import paused_reason
 
     engine = ScriptedEngine()
-    turns, published, _ = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "oi"), make_item("m2", said, seconds=1), seq=2)
 
     assert await turns.handle(burst) == "human_requested"
@@ -263,7 +394,7 @@ async def test_a_keyword_inside_a_sentence_is_just_a_message(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
-    turns, published, _ = taker(redis, prefix, engine)
+    turns, published = taker(redis, prefix, engine)
     burst = make_burst(make_item("m1", "não preciso de atendente, só quero o preço"), seq=1)
     assert await turns.handle(burst) == "answered"
     assert published[0].kind == "answer"
@@ -274,7 +405,7 @@ async def test_reset_confirms_closes_the_session_and_starts_fresh(
 ) -> None:
     engine = ScriptedEngine()
     closed: list[SessionClosed] = []
-    turns, published, store = taker(redis, prefix, engine, closed=closed)
+    turns, published = taker(redis, prefix, engine, closed=closed)
     first = make_burst(make_item("m1", "meu nome é Ana"), seq=1)
     assert await turns.handle(first) == "answered"
     reset = make_burst(make_item("m2", "Reiniciar", seconds=5), seq=2)
@@ -283,8 +414,9 @@ async def test_reset_confirms_closes_the_session_and_starts_fresh(
     assert published[-1].kind == "notice" and "encerrada" in published[-1].text
     assert [(c.reason, c.conversation) for c in closed] == [("reset", first.conversation)]
     keys = ConversationKeys(prefix, first.conversation)
-    assert await store.load(keys) is None, "the hot history is gone"
-    assert await store.answered_seq(keys) == 2, "but nothing will be answered twice"
+    assert await history_of(redis, keys) is None, "the hot history is gone"
+    assert await turns.handle(reset) == "duplicate", "but nothing is answered twice"
+    assert await turns.handle(first) == "duplicate"
 
 
 async def test_idle_sessions_close_once_with_a_record(redis: Redis, prefix, make_burst, make_item) -> None:
@@ -292,17 +424,21 @@ async def test_idle_sessions_close_once_with_a_record(redis: Redis, prefix, make
 
     engine = ScriptedEngine()
     closed: list[SessionClosed] = []
-    turns, _, store = taker(redis, prefix, engine, closed=closed, session_idle_seconds=0.3)
+    turns, _ = taker(redis, prefix, engine, closed=closed, session_idle_seconds=60)
     burst = make_burst(make_item("m1", "oi"), seq=1)
     assert await turns.handle(burst) == "answered"
     sessions = turns._sessions
     assert await sessions.sweep() == 0, "not idle yet"
-    await asyncio.sleep(0.4)
+    # the last turn an hour ago, by Redis's clock (the scripts read Redis TIME)
+    seconds, _ = await redis.time()
+    active = f"{prefix}:sessions:active"
+    [(member, _)] = await redis.zrange(active, 0, -1, withscores=True)
+    await redis.zadd(active, {member: seconds - 3600})
     assert await asyncio.gather(sessions.sweep(), sessions.sweep()) in ([1, 0], [0, 1]), (
         "one replica closes it"
     )
     assert [c.reason for c in closed] == ["idle"]
-    assert await store.load(ConversationKeys(prefix, burst.conversation)) is None
+    assert await history_of(redis, keys_for(prefix, burst)) is None
 
 
 def test_a_new_session_starts_after_the_last_closing_record() -> None:

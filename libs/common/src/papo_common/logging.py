@@ -48,7 +48,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json", t
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore"):
+    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "faststream.access.rabbit"):
         logging.getLogger(name).handlers[:] = []

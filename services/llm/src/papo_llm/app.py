@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.db import make_engine as make_db_engine
 from papo_common.periodic import Periodic
@@ -14,7 +13,7 @@ from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import LLM
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import make_engine
-from papo_llm.handlers import register_handlers
+from papo_llm.handlers import declare_publishers, register_handlers
 from papo_llm.history import HistoryStore
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
@@ -34,11 +33,13 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         redis, ttl_seconds=settings.llm_history_ttl_seconds, max_turns=settings.llm_history_max_turns
     )
 
+    publishers = declare_publishers(broker)
+
     async def publish_reply(reply: Reply) -> None:
-        await publish(broker, reply)
+        await publishers.reply.publish(reply)
 
     async def publish_closed(closed: SessionClosed) -> None:
-        await publish(broker, closed)
+        await publishers.session_closed.publish(closed)
 
     async def forget_history(conversation: ConversationRef) -> None:
         await store.forget(ConversationKeys(settings.redis_key_prefix, conversation))
@@ -64,6 +65,7 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
             publish=publish_reply,
             sessions=sessions,
         ),
+        prefetch=max(settings.prefetch, settings.llm_turns_in_flight),
     )
 
     async def redis_ready() -> None:

@@ -1,17 +1,22 @@
-"""The durable history: the `messages` rows persist wrote, read back when Redis has lost its copy."""
+"""The durable history: the `messages` rows persist wrote, read back when Redis has lost its copy.
+
+Which of the person's messages are answered is read from the replies' `in_reply_to`, not from positions in
+time: a message that arrived late (sent before a reply it is not covered by) is still unanswered.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from papo_common.contracts import UNDERSTOOD_NOTHING, ConversationRef
 from papo_common.db import Conversation, Message, MessageRole
-from papo_llm.prompt import Turn, merge_consecutive
+from papo_llm.prompt import PendingMessage, Turn, merge_consecutive
 from papo_llm.settings import VOICE_NOTE_MARK
 
 
@@ -59,37 +64,76 @@ def turns_from_rows(rows: Sequence[Row], *, complete: bool) -> list[Turn]:
     return turns
 
 
+StoredRow = tuple[str, str, str, str | None, str | None, list[str] | None, datetime]
+"""external_id, role, kind, text, transcription_failure, in_reply_to, sent_at"""
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A conversation as PostgreSQL remembers it."""
+
+    turns: list[Turn]
+    """The current session's answered turns (plus carried-over ones), the pending messages left out."""
+    pending: list[PendingMessage]
+    """The person's messages no reply covers and no human answered after."""
+    seen: list[str]
+    """Ids of the person's messages that are answered or otherwise done with."""
+
+
+def recall_from_rows(rows: Sequence[StoredRow], *, complete: bool, carryover_turns: int) -> Recalled:
+    """Split stored rows (oldest first) into answered turns, pending messages and done message ids."""
+    answered = {message_id for row in rows if row[1] == MessageRole.ASSISTANT for message_id in row[5] or ()}
+    # a human's message settles whatever the person said before it (a session boundary does not: a close is
+    # stamped with papo's clock, and can land after a message sent just before it)
+    boundary = max((i for i, row in enumerate(rows) if row[1] == MessageRole.OPERATOR), default=-1)
+    pending: list[PendingMessage] = []
+    seen: list[str] = []
+    for i, (external_id, role, kind, body, failure, _, sent_at) in enumerate(rows):
+        if role != MessageRole.USER:
+            continue
+        turn = turn_from_row(role, kind, body, failure)
+        if external_id in answered or (i < boundary and turn is not None):
+            seen.append(external_id)
+        elif turn is not None:
+            pending.append(PendingMessage(int(sent_at.timestamp() * 1000), 0, i, external_id, turn.content))
+    pending_ids = {message.message_id for message in pending}
+    history_rows = [(row[1], row[2], row[3], row[4]) for row in rows if row[0] not in pending_ids]
+    turns = session_turns(history_rows, complete=complete, carryover_turns=carryover_turns)
+    return Recalled(turns=turns, pending=sorted(pending), seen=seen)
+
+
 class HistoryArchive:
     """Reads a conversation's last messages from PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def recent_turns(
+    async def recall(
         self,
         conversation: ConversationRef,
         *,
-        exclude_message_ids: Sequence[str],
-        until: datetime,
         max_rows: int,
         carryover_turns: int = 0,
-    ) -> list[Turn]:
-        """Turns from the last `max_rows` messages sent at or before `until`, leaving out the burst being
-        answered (persist may have stored it already) and anything said after it (a later burst's)."""
+        exclude_message_ids: Sequence[str] = (),
+    ) -> Recalled:
+        """The conversation from its last `max_rows` messages; `exclude_message_ids` (messages Redis still
+        holds as pending) are left out of the turns."""
         if max_rows <= 0:
-            return []
+            return Recalled(turns=[], pending=[], seen=[])
         query = (
             select(
-                col(Message.role), col(Message.kind), col(Message.text), col(Message.transcription_failure)
+                col(Message.external_id),
+                col(Message.role),
+                col(Message.kind),
+                col(Message.text),
+                col(Message.transcription_failure),
+                col(Message.in_reply_to),
+                col(Message.sent_at),
             )
             .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
             .where(
                 col(Conversation.instance) == conversation.instance,
                 col(Conversation.user_id) == conversation.user_id,
-                # a closing record counts even when written after the burst's last message was sent: the
-                # burst is being answered after the close, so it belongs to the new session
-                or_(col(Message.sent_at) <= until, col(Message.kind) == SESSION_CLOSED),
-                col(Message.external_id).not_in(list(exclude_message_ids)),
             )
             .order_by(col(Message.sent_at).desc(), col(Message.id).desc())
             .limit(max_rows)
@@ -97,8 +141,10 @@ class HistoryArchive:
         async with self._engine.connect() as connection:
             rows = [tuple(row) for row in (await connection.execute(query)).all()]
         rows.reverse()
-        return session_turns(
-            rows,  # type: ignore[arg-type]
+        excluded = set(exclude_message_ids)
+        kept = [row for row in rows if row[0] not in excluded]
+        return recall_from_rows(
+            kept,  # type: ignore[arg-type]
             complete=len(rows) < max_rows,
             carryover_turns=carryover_turns,
         )

@@ -1,19 +1,53 @@
-"""The llm's one handler: a burst in, a reply out (published by the turn, once the answer is final)."""
+"""The llm's subscriber and the publishers it declares: a burst in; a reply (and a session boundary) out."""
 
 from __future__ import annotations
 
-from faststream.rabbit import RabbitBroker
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.publisher import RabbitPublisher
 
 from papo_common.broker import subscribe
-from papo_common.contracts import Burst
-from papo_common.topology import LLM
+from papo_common.contracts import Burst, Reply, SessionClosed
+from papo_common.topology import EXCHANGE, LLM, RoutingKey
 from papo_llm.turns import TurnTaker
 
 
-def register_handlers(broker: RabbitBroker, turns: TurnTaker) -> None:
-    """Consume `papo.llm`. The message is acked only after the reply is confirmed by the broker, or the
-    burst is known to need none."""
+@dataclass(frozen=True)
+class Publishers:
+    reply: RabbitPublisher
+    session_closed: RabbitPublisher
 
-    @subscribe(broker, LLM)
+
+def declare_publishers(broker: RabbitBroker) -> Publishers:
+    """Persistent, mandatory, confirmed publishes of the llm's two contracts (listed in its AsyncAPI)."""
+
+    def publisher(routing_key: str, contract: type[Reply | SessionClosed]) -> RabbitPublisher:
+        return broker.publisher(
+            exchange=EXCHANGE,
+            routing_key=routing_key,
+            persist=True,
+            mandatory=True,
+            content_type="application/json",
+            message_type=contract.__name__,
+            schema=contract,
+            title=f"{routing_key}:publish",
+        )
+
+    return Publishers(
+        reply=publisher(RoutingKey.REPLY_READY, Reply),
+        session_closed=publisher(RoutingKey.SESSION_CLOSED, SessionClosed),
+    )
+
+
+def register_handlers(broker: RabbitBroker, turns: TurnTaker, *, prefetch: int) -> Any:
+    """Consume `papo.llm`, `prefetch` bursts at a time. The message is acked only after the reply is
+    confirmed by the broker, or the burst is known to need none. Returns FastStream's wrapper of the handler
+    (tests read its `mock`)."""
+
+    @subscribe(broker, LLM, channel=Channel(prefetch_count=prefetch))
     async def on_burst(burst: Burst) -> None:
         await turns.handle(burst)
+
+    return on_burst

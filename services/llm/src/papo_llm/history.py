@@ -1,61 +1,118 @@
-"""The hot copy of a conversation's history: a Redis list of JSON turns with an idle TTL.
+"""A conversation's state in Redis: the answered turns, the person's messages not answered yet, and every
+message id already recorded.
 
-Every write happens under the conversation's turn lock. Appends are still made idempotent by a per
-conversation watermark (the highest burst `inbound_seq` already in the list), so a redelivered burst never
-adds its turn twice.
+- `history`: a list of JSON turns (what was said and answered), bounded, with an idle TTL;
+- `pending`: a hash `message id -> "<sent_at ms>|<burst seq>|<position>|<text>"`, the person's messages no
+  answer covers yet;
+- `seen`: a set of every message id recorded (pending or answered), so recording again is a no-op;
+- `answered_seq`: the highest burst `inbound_seq` recorded (debounce restarts an expired counter from it).
+
+Every write happens under the conversation's turn lease. A turn records its burst's messages first (one
+script, which also reads back all the turn needs), then generates from every pending message in
+`messageTimestamp` order, then settles them (moves them into the history with the answer). A burst whose
+messages are all answered already is a duplicate; a failed turn leaves its messages pending for the next.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from papo_common.redis import ConversationKeys
-from papo_llm.prompt import Turn
+from papo_llm.prompt import PendingMessage, Turn
 
-HISTORY_SEQ_SUFFIX = "history-seq"
+PENDING_SUFFIX = "pending"
+SEEN_SUFFIX = "seen"
+_SENTINEL = ""
+"""A member that keeps the `seen` set in existence once it was seeded, even before any message."""
 
-# KEYS: history, history-seq, answered-seq. ARGV: seq, ttl ms, max turns, mark answered (0/1), turns...
+# KEYS: seen pending answered_seq inbound_seq paused history. ARGV: ttl ms, burst seq, then (id, value)...
+# Returns {0} when `seen` is missing (Redis lost the state: reload it first); else
+# {1, answered_seq, inbound_seq, paused, history exists, history..., '', pending flat...}.
 _RECORD = """
-local seq = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local max_turns = tonumber(ARGV[3])
-if ARGV[4] == '1' and seq > tonumber(redis.call('GET', KEYS[3]) or '0') then
-  redis.call('SET', KEYS[3], seq, 'PX', ttl)
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local ttl = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
 end
-if seq <= tonumber(redis.call('GET', KEYS[2]) or '0') then
-  return 0
+local recorded = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[2]) > recorded then
+  recorded = tonumber(ARGV[2])
+  redis.call('SET', KEYS[3], recorded, 'PX', ttl)
 end
-for i = 5, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
-end
-if max_turns > 0 then
-  redis.call('LTRIM', KEYS[1], -max_turns, -1)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-else
-  redis.call('DEL', KEYS[1])
-end
-redis.call('SET', KEYS[2], seq, 'PX', ttl)
-return 1
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+local has_history = redis.call('PEXPIRE', KEYS[6], ttl)
+local reply = {1, recorded, tonumber(redis.call('GET', KEYS[4]) or '0'), redis.call('EXISTS', KEYS[5]), has_history}
+for _, turn in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do table.insert(reply, turn) end
+table.insert(reply, '')
+for _, field in ipairs(redis.call('HGETALL', KEYS[2])) do table.insert(reply, field) end
+return reply
 """
 
-# KEYS: history. ARGV: ttl ms, turns... Seeds only a list that is still missing.
+# KEYS: seen pending history. ARGV: ttl ms, max turns, #seen, seen ids..., #pending, (id, value)..., turns...
+# The history is seeded only when missing; seen ids and pending messages are added to what is there.
 _SEED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+local ttl = tonumber(ARGV[1])
+local i = 3
+redis.call('SADD', KEYS[1], '')
+for _ = 1, tonumber(ARGV[i]) do i = i + 1; redis.call('SADD', KEYS[1], ARGV[i]) end
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  if redis.call('SADD', KEYS[1], ARGV[i + 1]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
+  end
+  i = i + 2
 end
-for i = 2, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
+if redis.call('EXISTS', KEYS[3]) == 0 and tonumber(ARGV[2]) > 0 then
+  for j = i + 1, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[j]) end
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+return 1
+"""
+
+# KEYS: pending history. ARGV: ttl ms, max turns, turns..., '', settled ids...
+_SETTLE = """
+local ttl = tonumber(ARGV[1])
+local max_turns = tonumber(ARGV[2])
+local i = 3
+while ARGV[i] ~= '' do
+  if max_turns > 0 then redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  i = i + 1
+end
+for j = i + 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[j]) end
+if max_turns > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('LTRIM', KEYS[2], -max_turns, -1)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return 1
 """
 
 
-def encode_turn(turn: Turn, *, seq: int | None = None) -> str:
-    return json.dumps({"role": turn.role, "content": turn.content, "seq": seq}, ensure_ascii=False)
+@dataclass(frozen=True)
+class TurnState:
+    """What a turn reads back after recording its burst."""
+
+    recorded_seq: int
+    """The highest burst `inbound_seq` recorded so far, this burst's included."""
+    inbound_seq: int
+    """debounce's counter: above `recorded_seq`, the person said more that a later burst will bring."""
+    paused: bool
+    history: list[Turn] | None
+    """The answered turns; None when Redis has no copy (reload it from PostgreSQL)."""
+    pending: list[PendingMessage]
+    """Every message not answered yet, in the order it was sent."""
+
+
+def encode_turn(turn: Turn) -> str:
+    return json.dumps({"role": turn.role, "content": turn.content}, ensure_ascii=False)
 
 
 def decode_turn(raw: bytes | str) -> Turn:
@@ -63,8 +120,16 @@ def decode_turn(raw: bytes | str) -> Turn:
     return Turn(role=data["role"], content=data["content"])
 
 
+def _flat(messages: Iterable[PendingMessage]) -> list[str]:
+    return [
+        value
+        for m in messages
+        for value in (m.message_id, f"{m.sent_at_ms}|{m.seq}|{m.position}|{m.content}")
+    ]
+
+
 class HistoryStore:
-    """Reads and appends a conversation's turns in Redis."""
+    """Records, reads and settles a conversation's messages and turns in Redis."""
 
     def __init__(self, redis: Redis, *, ttl_seconds: int, max_turns: int) -> None:
         self._redis = redis
@@ -72,48 +137,86 @@ class HistoryStore:
         self._max_turns = max_turns
         self._record: Any = redis.register_script(_RECORD)
         self._seed: Any = redis.register_script(_SEED)
+        self._settle: Any = redis.register_script(_SETTLE)
 
-    async def load(self, keys: ConversationKeys) -> list[Turn] | None:
-        """The stored turns, oldest first, refreshing their idle TTL; None when Redis has no copy."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(keys.history, 0, -1)
-            pipe.pexpire(keys.history, self._ttl_ms)
-            pipe.pexpire(keys.scoped(HISTORY_SEQ_SUFFIX), self._ttl_ms)
-            raw_turns, _, _ = await pipe.execute()
-        if not raw_turns:
+    async def record(
+        self, keys: ConversationKeys, seq: int, messages: Sequence[PendingMessage]
+    ) -> TurnState | None:
+        """Record a burst's messages (each once, ever) and read back the conversation's state; None when
+        Redis lost it (no `seen` set), in which case nothing was recorded: `seed` it, then record again."""
+        reply = await self._record(
+            keys=[
+                keys.scoped(SEEN_SUFFIX),
+                keys.scoped(PENDING_SUFFIX),
+                keys.answered_seq,
+                keys.inbound_seq,
+                keys.paused,
+                keys.history,
+            ],
+            args=[self._ttl_ms, seq, *_flat(messages)],
+        )
+        if not reply[0]:
             return None
-        return [decode_turn(raw) for raw in raw_turns]
+        recorded, inbound, paused, has_history = (int(value) for value in reply[1:5])
+        split = reply.index(b"", 5)
+        pending = reply[split + 1 :]
+        return TurnState(
+            recorded_seq=recorded,
+            inbound_seq=inbound,
+            paused=bool(paused),
+            history=[decode_turn(raw) for raw in reply[5:split]] if has_history else None,
+            pending=sorted(_pending(pending[0::2], pending[1::2])),
+        )
 
-    async def seed(self, keys: ConversationKeys, turns: list[Turn]) -> None:
-        """Put turns reloaded from PostgreSQL back into Redis, unless a copy appeared meanwhile."""
-        if turns and self._max_turns > 0:
-            await self._seed(
-                keys=[keys.history], args=[self._ttl_ms, *map(encode_turn, turns[-self._max_turns :])]
-            )
-
-    async def record(self, keys: ConversationKeys, seq: int, turns: list[Turn], *, answered: bool) -> bool:
-        """Append a burst's turns once (False when they were already there) and, for an answered burst, raise
-        the conversation's answered watermark to `seq`, all in one atomic step."""
-        appended = await self._record(
-            keys=[keys.history, keys.scoped(HISTORY_SEQ_SUFFIX), keys.answered_seq],
+    async def seed(
+        self,
+        keys: ConversationKeys,
+        *,
+        turns: Sequence[Turn],
+        seen: Sequence[str] = (),
+        pending: Sequence[PendingMessage] = (),
+    ) -> None:
+        """Put what PostgreSQL remembers back: the turns (only if Redis has no history), the ids already
+        answered, and the messages still pending."""
+        await self._seed(
+            keys=[keys.scoped(SEEN_SUFFIX), keys.scoped(PENDING_SUFFIX), keys.history],
             args=[
-                seq,
                 self._ttl_ms,
                 self._max_turns,
-                int(answered),
-                *(encode_turn(t, seq=seq) for t in turns),
+                len(seen),
+                *seen,
+                len(pending),
+                *_flat(pending),
+                *map(encode_turn, turns[-self._max_turns :] if self._max_turns else ()),
             ],
         )
-        return bool(appended)
+
+    async def settle(
+        self, keys: ConversationKeys, settled: Sequence[PendingMessage], turns: Sequence[Turn]
+    ) -> None:
+        """The `settled` messages are answered (or handled by a human): they leave `pending`, and `turns`
+        (their user turn, and the answer when there is one) join the history."""
+        await self._settle(
+            keys=[keys.scoped(PENDING_SUFFIX), keys.history],
+            args=[
+                self._ttl_ms,
+                self._max_turns,
+                *map(encode_turn, turns),
+                "",
+                *(m.message_id for m in settled),
+            ],
+        )
 
     async def forget(self, keys: ConversationKeys) -> None:
-        """Drop the hot history (a session closed). The answered watermark stays, so nothing is answered twice."""
-        await self._redis.delete(keys.history, keys.scoped(HISTORY_SEQ_SUFFIX))
-
-    async def answered_seq(self, keys: ConversationKeys) -> int:
-        """The highest `inbound_seq` of a burst already answered (0 when none)."""
-        return int(await self._redis.get(keys.answered_seq) or 0)
+        """Drop the hot history (a session closed). What was recorded stays, so nothing is answered twice."""
+        await self._redis.delete(keys.history)
 
     async def inbound_seq(self, keys: ConversationKeys) -> int:
         """How many messages debounce has counted for the conversation (0 when it has no counter)."""
         return int(await self._redis.get(keys.inbound_seq) or 0)
+
+
+def _pending(ids: Sequence[bytes], values: Sequence[bytes]) -> Iterable[PendingMessage]:
+    for message_id, value in zip(ids, values, strict=True):
+        at, seq, position, content = value.decode().split("|", 3)
+        yield PendingMessage(int(at), int(seq), int(position), message_id.decode(), content)

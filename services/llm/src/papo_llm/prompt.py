@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from papo_common.contracts import UNDERSTOOD_NOTHING, Burst, BurstItem
@@ -30,12 +30,35 @@ def render_item(item: BurstItem) -> str | None:
     return text or None
 
 
-def user_turn(burst: Burst) -> Turn:
-    """Everything the person said in the burst, in order, one line per message."""
-    lines = [line for line in map(render_item, burst.items) if line is not None]
-    if not lines:
-        raise PermanentError(f"burst {burst.burst_id} has no text to answer")
-    return Turn("user", "\n".join(lines))
+@dataclass(frozen=True, order=True)
+class PendingMessage:
+    """A message of the person that no answer covers yet. Orders by when it was sent; `messageTimestamp` has
+    whole seconds, so ties keep their burst's order (then their place in it)."""
+
+    sent_at_ms: int
+    seq: int
+    position: int
+    message_id: str
+    content: str = field(compare=False)
+
+
+def messages_of(burst: Burst) -> list[PendingMessage]:
+    """The burst's messages as the model reads them; `PermanentError` when none has any text."""
+    messages = [
+        PendingMessage(
+            int(item.sent_at.timestamp() * 1000), burst.inbound_seq, position, item.message_id, line
+        )
+        for position, item in enumerate(burst.items)
+        if (line := render_item(item)) is not None
+    ]
+    if not messages:
+        raise PermanentError("the burst has no text to answer")
+    return messages
+
+
+def user_turn(messages: Sequence[PendingMessage]) -> Turn:
+    """Everything the person said and no answer covers yet, in the order it was sent, one line each."""
+    return Turn("user", "\n".join(message.content for message in sorted(messages)))
 
 
 def merge_consecutive(turns: Iterable[Turn]) -> list[Turn]:

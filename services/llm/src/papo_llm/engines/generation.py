@@ -8,11 +8,12 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from papo_common.errors import DependencyUnavailable
 from papo_llm.engines.base import ChatMessage, Completion, CompletionFailed
 from papo_llm.engines.model_loader import LoadedModel
 
 
-class GenerationTimedOut(TimeoutError):
+class GenerationTimedOut(DependencyUnavailable):
     """The completion outlasted its deadline, waiting for the model or generating. Not permanent: a less
     busy replica, or this one later, may well answer in time."""
 

@@ -1,9 +1,7 @@
-"""When a failed HTTP call to a model server is worth repeating, and how long to wait before doing so."""
+"""Which failures of a model server are worth trying again, and what the server said about when."""
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -14,8 +12,9 @@ PERMANENT_ERROR_CODES = frozenset({"insufficient_quota", "billing_hard_limit_rea
 """OpenAI answers 429 for an exhausted quota too; waiting does not refill it."""
 
 
-class TransientFailure(Exception):
-    """One attempt failed in a way another attempt may not; carries the server's `Retry-After`, if any."""
+class ModelUnavailable(Exception):
+    """One attempt failed in a way a later one may not (a timeout, a refused connection, 5xx, 429); carries
+    the server's `Retry-After`, if any."""
 
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -49,19 +48,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter, capped; a server's `Retry-After` is a floor, within the cap."""
-
-    base_seconds: float
-    max_seconds: float
-
-    def delay(
-        self, attempt: int, *, retry_after: float | None = None, rng: random.Random | None = None
-    ) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        jittered = (rng or random).uniform(0, ceiling)
-        if retry_after is not None:
-            jittered = max(jittered, retry_after)
-        return min(jittered, self.max_seconds)
+def retry_after_of(error: BaseException) -> float | None:
+    """The server's hint on a `ModelUnavailable`, for `papo_common.resilience.retry_transient`."""
+    return error.retry_after if isinstance(error, ModelUnavailable) else None
