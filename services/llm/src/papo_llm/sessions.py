@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from papo_common.contracts import CloseReason, ConversationRef, SessionClosed, utcnow
+from papo_common.privacy import conversation_ref
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +31,35 @@ return 1
 """
 
 # KEYS: active closing. ARGV: idle seconds, lease seconds, limit. Moves idle members (and expired claims) to
-# `closing` with a fresh lease and returns them: exactly one replica gets each.
+# `closing` with a fresh lease and returns them, each with its lease as Redis wrote it: exactly one replica
+# gets each, and the lease is the claim's token.
 _CLAIM_IDLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local claimed = {}
+local function take(member)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), member)
+  table.insert(claimed, member)
+  table.insert(claimed, redis.call('ZSCORE', KEYS[2], member))
+end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, ARGV[3])) do
   redis.call('ZREM', KEYS[1], member)
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), member)
-  table.insert(claimed, member)
+  take(member)
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[3])) do
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), member)
-  table.insert(claimed, member)
+  take(member)
 end
 return claimed
+"""
+
+# KEYS: closing. ARGV: member, lease. A replica that stalled past its lease finds another one's lease there:
+# it must not remove that claim (with release) nor close a session it no longer holds (holds).
+_HOLDS = """
+return redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] and 1 or 0
+"""
+_RELEASE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 _LEASE_SECONDS = 60
@@ -73,6 +88,8 @@ class SessionKeeper:
         self._forget = forget
         self._touch: Any = redis.register_script(_TOUCH)
         self._claim: Any = redis.register_script(_CLAIM_IDLE)
+        self._holds: Any = redis.register_script(_HOLDS)
+        self._release: Any = redis.register_script(_RELEASE)
 
     async def touch(self, conversation: ConversationRef) -> None:
         """The conversation had a turn just now."""
@@ -89,11 +106,17 @@ class SessionKeeper:
         claimed = await self._claim(
             keys=[self._active, self._closing], args=[self._idle, _LEASE_SECONDS, _BATCH]
         )
-        for member in claimed:
+        closed = 0
+        for member, lease in zip(claimed[::2], claimed[1::2], strict=True):
             instance, user_id = json.loads(member)
             conversation = ConversationRef(instance=instance, user_id=user_id)
+            if not await self._holds(keys=[self._closing], args=[member, lease]):
+                continue  # taken over after this replica's lease ran out
             await self._publish(SessionClosed(conversation=conversation, reason="idle", closed_at=utcnow()))
             await self._forget(conversation)
-            await self._redis.zrem(self._closing, member)
-            logger.info("session closed after being idle", extra={"conversation": conversation.key})
-        return len(claimed)
+            await self._release(keys=[self._closing], args=[member, lease])
+            closed += 1
+            logger.info(
+                "session closed after being idle", extra={"conversation": conversation_ref(conversation.key)}
+            )
+        return closed
