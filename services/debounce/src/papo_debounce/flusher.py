@@ -48,6 +48,7 @@ class Flusher:
         self._page_size = page_size
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_PUBLISHES)
         self._next_delay = poll_interval
+        self._tracer = tracer(__name__)  # once: asking the provider for it costs more than the span
 
     def next_delay(self) -> float:
         """How long the loop should wait after the last pass: nothing after a full page, else until the next
@@ -107,7 +108,7 @@ class Flusher:
             return False
         parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
         async with self._limit:
-            with tracer(__name__).start_as_current_span("papo.debounce.flush", context=parent) as span:
+            with self._tracer.start_as_current_span("papo.debounce.flush", context=parent) as span:
                 span.set_attribute("papo.burst_id", burst.burst_id)
                 span.set_attribute("papo.burst.messages", len(burst.items))
                 await self._publish(burst)

@@ -4,7 +4,7 @@ replicas can neither lose nor double a message."""
 from __future__ import annotations
 
 import json
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -237,7 +237,7 @@ class DebounceStore:
         the collecting keys at once, so the conversation's next burst starts while this one is published."""
         s = self._settings
         now = self._now()
-        tokens = [uuid.uuid4().hex for _ in members]
+        tokens = [secrets.token_hex(16) for _ in members]
         conversations = [conversation_of(member) for member in members]
         async with self._redis.pipeline(transaction=False) as pipe:
             for member, conversation, token in zip(members, conversations, tokens, strict=True):
@@ -263,7 +263,7 @@ class DebounceStore:
                         s.debounce_seconds,
                         s.debounce_seen_ttl_seconds,
                         token,
-                        uuid.uuid4().hex,
+                        secrets.token_hex(16),
                     ],
                     client=pipe,
                 )
@@ -274,7 +274,7 @@ class DebounceStore:
         """Take over claims whose publisher's lease ran out; the same burst (same `burst_id`) is published
         again, and the stalled publisher can no longer complete it."""
         now = self._now()
-        tokens = [uuid.uuid4().hex for _ in members]
+        tokens = [secrets.token_hex(16) for _ in members]
         conversations = [conversation_of(member) for member in members]
         async with self._redis.pipeline(transaction=False) as pipe:
             for member, conversation, token in zip(members, conversations, tokens, strict=True):
