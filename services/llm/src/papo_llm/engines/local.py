@@ -26,6 +26,10 @@ from papo_llm.settings import LlmSettings
 
 logger = logging.getLogger(__name__)
 
+LOCAL_MAX_TOKENS = 160
+"""Most new tokens the local model writes, whatever `PAPO_LLM_MAX_TOKENS` says: a WhatsApp answer is short,
+a small model rambles past that, and on 2 CPU cores 160 tokens already take about ten seconds."""
+
 
 class ModelLoading(Exception):
     """The model is not loaded yet."""
@@ -65,7 +69,7 @@ class LocalChatEngine:
             load,
             model=source.display_name,
             temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
+            max_tokens=min(settings.llm_max_tokens, LOCAL_MAX_TOKENS),
             timeout_seconds=settings.llm_timeout_seconds,
         )
 

@@ -44,6 +44,13 @@ def choose_device(setting: DeviceSetting) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def cpu_threads() -> int:
+    """Threads torch uses on CPU: half the cores. papo's six services share a small machine, and more threads
+    than free cores make every matrix product wait for the slowest one: on 2 busy cores SmolLM2-135M made
+    0.7 tokens/s with 2 threads and 6-15 with 1 (`bench/local_model.py`)."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def default_cache_root() -> Path:
     """`$XDG_CACHE_HOME/papo/models`, or `~/.cache/papo/models`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -64,8 +71,11 @@ def cache_folder(source: ModelSource, root: Path) -> Path:
 
 
 def load_model(source: ModelSource, *, device: DeviceSetting, cache_root: Path) -> LoadedModel:
-    """Load `source` (from the GGUF cache when it has a copy) onto the chosen device, in eval mode."""
+    """Load `source` (from the GGUF cache when it has a copy) onto the chosen device, in eval mode; on CPU
+    with `cpu_threads()` threads."""
     target, dtype = choose_device(device)
+    if target.type == "cpu":
+        torch.set_num_threads(cpu_threads())
     if source.gguf_file:
         model, tokenizer = _load_gguf(source, cache_root)
     else:
