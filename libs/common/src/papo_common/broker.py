@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
-from faststream.exceptions import RejectMessage
+from faststream.exceptions import IgnoredException, RejectMessage
+from faststream.message import SourceType
+from faststream.prometheus.consts import (
+    PROCESSING_STATUS_BY_ACK_STATUS,
+    PROCESSING_STATUS_BY_HANDLER_EXCEPTION_MAP,
+)
+from faststream.prometheus.container import MetricsContainer
+from faststream.prometheus.types import ProcessingStatus
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
+from faststream.response import PublishType
 from pydantic import ValidationError
 
 from papo_common.contracts import Contract
 from papo_common.errors import PermanentError
-from papo_common.metrics import DEAD_LETTERS
+from papo_common.metrics import DEAD_LETTERS, REGISTRY
 from papo_common.resilience import redelivery_middleware
 from papo_common.topology import EXCHANGE, SERVICE_QUEUES, ServiceQueue, routing_key_for
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from faststream._internal.context import ContextRepo
     from faststream.message import StreamMessage
 
     from papo_common.settings import PapoSettings
@@ -51,6 +63,128 @@ class PoisonMessageMiddleware(BaseMiddleware):
                 },
             )
             raise RejectMessage from error
+
+
+class _Children:
+    """The label children of one consumed or published destination, made on first use and kept."""
+
+    def __init__(self, container: MetricsContainer, app_name: str, name: str, *, published: bool) -> None:
+        self._container = container
+        self._labels = {
+            "app_name": app_name,
+            "broker": "rabbitmq",
+            ("destination" if published else "handler"): name,
+        }
+        self._by_status: dict[str, Any] = {}
+        self._by_exception: dict[str, Any] = {}
+        if published:
+            self.total = container.published_messages_total
+            self.duration = container.published_messages_duration_seconds.labels(**self._labels)
+            self._exceptions = container.published_messages_exceptions_total
+        else:
+            self.total = container.received_processed_messages_total
+            self.received = container.received_messages_total.labels(**self._labels)
+            self.size = container.received_messages_size_bytes.labels(**self._labels)
+            self.in_process = container.received_messages_in_process.labels(**self._labels)
+            self.duration = container.received_processed_messages_duration_seconds.labels(**self._labels)
+            self._exceptions = container.received_processed_messages_exceptions_total
+
+    def status(self, status: str) -> Any:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self.total.labels(**self._labels, status=status)
+        return child
+
+    def exception(self, name: str) -> Any:
+        child = self._by_exception.get(name)
+        if child is None:
+            child = self._by_exception[name] = self._exceptions.labels(**self._labels, exception_type=name)
+        return child
+
+
+class BrokerMetrics:
+    """FastStream's Prometheus series (`faststream_received_*`, `faststream_published_*`), with the names and
+    labels of its `RabbitPrometheusMiddleware`, which the dashboards and alerts query.
+
+    FastStream's middleware builds six label children per message; this one makes each once per destination
+    and keeps it. Pass the instance as a broker middleware.
+    """
+
+    def __init__(self, app_name: str) -> None:
+        self._container = MetricsContainer(REGISTRY, custom_label_names=())
+        self._app_name = app_name
+        self._consumed: dict[str, _Children] = {}
+        self._published: dict[str, _Children] = {}
+
+    def __call__(self, msg: Any, /, *, context: ContextRepo) -> _BrokerMetricsScope:
+        return _BrokerMetricsScope(msg, context=context, metrics=self)
+
+    def consumed(self, handler: str) -> _Children:
+        """The children of one consumed destination (`<exchange>.<routing key>`)."""
+        children = self._consumed.get(handler)
+        if children is None:
+            children = _Children(self._container, self._app_name, handler, published=False)
+            self._consumed[handler] = children
+        return children
+
+    def published(self, destination: str) -> _Children:
+        """The children of one publish destination (`<exchange>.<routing key>`)."""
+        children = self._published.get(destination)
+        if children is None:
+            children = _Children(self._container, self._app_name, destination, published=True)
+            self._published[destination] = children
+        return children
+
+
+class _BrokerMetricsScope(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: ContextRepo, metrics: BrokerMetrics) -> None:
+        super().__init__(msg, context=context)
+        self._metrics = metrics
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        if msg.source_type is SourceType.RESPONSE:
+            return await call_next(msg)
+        raw = msg.raw_message
+        children = self._metrics.consumed(f"{raw.exchange or 'default'}.{raw.routing_key}")
+        children.received.inc()
+        children.size.observe(len(msg.body))
+        children.in_process.inc()
+        error: Exception | None = None
+        started = time.perf_counter()
+        try:
+            return await call_next(msg)
+        except Exception as failure:
+            error = failure
+            if not isinstance(failure, IgnoredException):
+                children.exception(type(failure).__name__).inc()
+            raise
+        finally:
+            children.duration.observe(time.perf_counter() - started)
+            children.in_process.dec()
+            status = ProcessingStatus.acked
+            if msg.committed or error:
+                status = (
+                    PROCESSING_STATUS_BY_ACK_STATUS.get(msg.committed)  # type: ignore[arg-type]
+                    or PROCESSING_STATUS_BY_HANDLER_EXCEPTION_MAP.get(type(error))
+                    or ProcessingStatus.error
+                )
+            children.status(status.value).inc()
+
+    async def publish_scope(self, call_next: Callable[[Any], Awaitable[Any]], cmd: Any) -> Any:
+        if cmd.publish_type is PublishType.REPLY:
+            return await call_next(cmd)
+        children = self._metrics.published(f"{cmd.exchange.name or 'default'}.{cmd.destination}")
+        error: Exception | None = None
+        started = time.perf_counter()
+        try:
+            return await call_next(cmd)
+        except Exception as failure:
+            error = failure
+            children.exception(type(failure).__name__).inc()
+            raise
+        finally:
+            children.duration.observe(time.perf_counter() - started)
+            children.status("error" if error else "success").inc(len(cmd.batch_bodies))
 
 
 def dead_letter_reason(error: Exception) -> str:

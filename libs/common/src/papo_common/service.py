@@ -15,10 +15,9 @@ from typing import Any
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import make_asgi_app
 
-from papo_common.broker import make_broker
+from papo_common.broker import BrokerMetrics, make_broker
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
@@ -34,7 +33,7 @@ _CHECK_TIMEOUT_SECONDS = 2.0
 
 
 def make_service_broker(service: str, settings: PapoSettings) -> RabbitBroker:
-    """The service's broker, with logging configured and the Prometheus middleware installed, and the tracing
+    """The service's broker, with logging configured and FastStream's Prometheus series counted, and the tracing
     middleware too when tracing is on (without an exporter it would only make spans nobody receives)."""
     configure_logging(
         service, level=settings.log_level, fmt=settings.log_format, track=settings.service_track
@@ -46,7 +45,7 @@ def make_service_broker(service: str, settings: PapoSettings) -> RabbitBroker:
         app_id=f"papo-{service}",
         middlewares=(
             *tracing,
-            RabbitPrometheusMiddleware(registry=REGISTRY, app_name=f"papo-{service}"),
+            BrokerMetrics(f"papo-{service}"),
         ),
     )
 

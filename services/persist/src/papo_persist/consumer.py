@@ -28,13 +28,12 @@ from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from faststream.prometheus.container import MetricsContainer
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from papo_common.broker import dead_letter_reason
+from papo_common.broker import BrokerMetrics, dead_letter_reason
 from papo_common.errors import DependencyUnavailable, PermanentError
-from papo_common.metrics import DEAD_LETTERS, REGISTRY
+from papo_common.metrics import DEAD_LETTERS
 from papo_common.topology import ServiceQueue
 from papo_persist.rows import PersistedContract, PersistedMessage
 
@@ -304,43 +303,29 @@ def _short(error: BaseException) -> str:
 
 
 class _BrokerMetrics:
-    """FastStream's `faststream_received_*` series, as its Prometheus middleware names and labels them,
-    counted a batch at a time; each label set's children are made once."""
+    """FastStream's `faststream_received_*` series, counted a batch at a time."""
 
     def __init__(self, app_name: str) -> None:
-        self._container = MetricsContainer(REGISTRY, custom_label_names=())
-        self._app_name = app_name
-        self._children: dict[tuple[str, str, str], Any] = {}
-
-    def _child(self, metric: str, handler: str, status: str = "") -> Any:
-        key = (metric, handler, status)
-        child = self._children.get(key)
-        if child is None:
-            labels = {"app_name": self._app_name, "broker": "rabbitmq", "handler": handler}
-            child = getattr(self._container, metric).labels(
-                **labels, **({"status": status} if status else {})
-            )
-            self._children[key] = child
-        return child
+        self._metrics = BrokerMetrics(app_name)
 
     def received(self, batch: list[Delivery]) -> None:
         for handler, deliveries in _by_handler(batch).items():
-            self._child("received_messages_total", handler).inc(len(deliveries))
-            self._child("received_messages_in_process", handler).inc(len(deliveries))
-            size = self._child("received_messages_size_bytes", handler)
+            children = self._metrics.consumed(handler)
+            children.received.inc(len(deliveries))
+            children.in_process.inc(len(deliveries))
             for delivery in deliveries:
-                size.observe(len(delivery.body))
+                children.size.observe(len(delivery.body))
 
     def processed(self, batch: list[Delivery], seconds: float) -> None:
         for handler, deliveries in _by_handler(batch).items():
-            self._child("received_messages_in_process", handler).dec(len(deliveries))
-            duration = self._child("received_processed_messages_duration_seconds", handler)
+            children = self._metrics.consumed(handler)
+            children.in_process.dec(len(deliveries))
             for _ in deliveries:
-                duration.observe(seconds)
+                children.duration.observe(seconds)
 
     def settled(self, deliveries: list[Delivery], status: str) -> None:
         for handler, grouped in _by_handler(deliveries).items():
-            self._child("received_processed_messages_total", handler, status=status).inc(len(grouped))
+            self._metrics.consumed(handler).status(status).inc(len(grouped))
 
 
 def _by_handler(batch: list[Delivery]) -> dict[str, list[Delivery]]:
