@@ -266,7 +266,7 @@ async def test_a_failed_read_receipt_is_logged_and_the_reply_still_goes_out(
     await chunked.deliver(make_reply("Oi!"))
 
     assert [s.text for s in evolution.sent_texts()] == ["Oi!"]
-    assert "courtesy call failed; replying anyway" in caplog.text
+    assert "markMessageAsRead failed; replying anyway" in caplog.text
 
 
 async def test_a_hanging_read_receipt_delays_the_reply_only_by_its_own_timeout(

@@ -92,12 +92,14 @@ class Courtesies:
             if verdict.kind == "unsupported":
                 self._refusals.remember(instance, call)
                 logger.info(
-                    "the instance's channel refuses this call; not asking again for a while",
+                    "%s refused by the instance's channel; not asking again for a while",
+                    call,
                     extra={"instance": instance, "call": call},
                 )
             else:
                 logger.warning(
-                    "courtesy call failed; replying anyway",
+                    "%s failed; replying anyway",
+                    call,
                     extra={"instance": instance, "call": call, "reason": verdict.reason},
                 )
             reason = "unsupported" if verdict.kind == "unsupported" else "failed"
