@@ -20,8 +20,10 @@ CONSUMERS = ("debounce", "transcribe", "llm", "persist", "deliver")
 
 def render(service: str) -> str:
     """The AsyncAPI 3.0 document of one consumer service, independent of where its broker points."""
-    app: Any = importlib.import_module(f"papo_{service}.app").create_app()
-    document = AsyncAPI(app.brokers[0], title=f"papo-{service}", schema_version="3.0.0")
+    module: Any = importlib.import_module(f"papo_{service}.app")
+    # a service that consumes outside FastStream declares its input on a broker of its own
+    broker = module.specification_broker() if hasattr(module, "specification_broker") else None
+    document = AsyncAPI(broker or module.create_app().brokers[0], title=f"papo-{service}", schema_version="3.0.0")
     jsonable = document.to_specification().to_jsonable()
     jsonable["servers"] = {"rabbitmq": {"host": "rabbitmq:5672", "pathname": "/", "protocol": "amqp"}}
     text = json.dumps(jsonable, indent=2, sort_keys=True)

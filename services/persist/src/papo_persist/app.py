@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncpg
 from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitBroker
 
+from papo_common.broker import make_broker
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import PERSIST
 from papo_persist.consumer import BatchConsumer
 from papo_persist.database import PostgresWriter, create_staging_tables
+from papo_persist.handlers import declare_input
 from papo_persist.settings import PersistSettings
 
 
@@ -48,6 +51,14 @@ def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
     )
     app.context.set_global("persist_consumer", consumer)  # its counters, for tests and debugging
     return app
+
+
+def specification_broker() -> RabbitBroker:
+    """A broker that declares persist's input, for its AsyncAPI document (the running service consumes
+    through its `BatchConsumer`)."""
+    broker = make_broker(PersistSettings())
+    declare_input(broker)
+    return broker
 
 
 def main() -> None:
