@@ -225,12 +225,35 @@ async def test_ignored_events_publish_nothing(ingest: httpx.AsyncClient, rabbitm
         "status_broadcast",
         "newsletter",
         "sticker",
-        "connection_update",
-        "send_message",
+        "messages_update",
     ):
         response = await ingest.post("/webhook/evolution", json=webhook(name), headers=AUTH)
         assert response.json()["status"] == "ignored", name
     assert await depth(rabbitmq_url, PERSIST.name) == before
+
+
+async def test_connection_update_is_recorded_and_publishes_nothing(
+    ingest: httpx.AsyncClient, rabbitmq_url: str
+) -> None:
+    before = await depth(rabbitmq_url, PERSIST.name)
+    response = await ingest.post("/webhook/evolution", json=webhook("connection_update_close"), headers=AUTH)
+    assert response.json() == {"status": "accepted"}
+    assert await depth(rabbitmq_url, PERSIST.name) == before
+    metrics = (await ingest.get("/metrics")).text
+    assert 'papo_instance_connected{instance="loja-centro"} 0.0' in metrics
+
+
+async def test_an_operators_send_message_reaches_debounce_and_persist(
+    ingest: httpx.AsyncClient, rabbitmq_url: str
+) -> None:
+    persist_before, debounce_before = (
+        await depth(rabbitmq_url, PERSIST.name),
+        await depth(rabbitmq_url, DEBOUNCE.name),
+    )
+    response = await ingest.post("/webhook/evolution", json=webhook("send_message"), headers=AUTH)
+    assert response.json() == {"status": "accepted"}
+    assert await depth(rabbitmq_url, PERSIST.name) == persist_before + 1
+    assert await depth(rabbitmq_url, DEBOUNCE.name) == debounce_before + 1
 
 
 async def test_ready_and_metrics_with_everything_up(ingest: httpx.AsyncClient) -> None:
