@@ -86,7 +86,7 @@ async def test_every_channel_gets_its_reply(
     if channel_evolution.requests_to("sendPresence")[0].status == 201:
         assert send_text.json["delay"] == 0  # typing was shown by sendPresence
     else:
-        assert 100 < send_text.json["delay"] <= 200  # sendText types instead
+        assert 0 < send_text.json["delay"] <= 200  # sendText types instead
 
 
 @pytest.mark.parametrize(
