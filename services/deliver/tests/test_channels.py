@@ -260,3 +260,21 @@ async def test_replies_of_a_disconnected_instance_are_held_for_redelivery(
     await set_instance_state(redis, redis_prefix, "acme", "open")
     assert await deliverer.handle(make_reply()) is not None
     assert len(evolution.sent_texts()) == 1
+
+
+async def test_an_operator_repeating_papos_words_after_the_send_is_still_an_operator(
+    evolution: FakeEvolution,
+    http: httpx.AsyncClient,
+    redis: Redis,
+    redis_prefix: str,
+    make_reply: Callable[..., Reply],
+) -> None:
+    own = OwnSends(redis, redis_prefix)
+    reply = make_reply("Nosso endereço é Rua das Flores, 12.")
+    [papos_id] = (
+        await deliverer_for(evolution, http, redis, redis_prefix, own_sends=own).deliver(reply)
+    ).message_ids
+
+    # seen on the real 2.3.7 server: an operator copied papo's answer word for word a few seconds later
+    assert not await own.is_own("acme", reply.chat_id, "operator-copy", reply.text)
+    assert await own.is_own("acme", reply.chat_id, papos_id, reply.text), "papo's own echo, by its id"

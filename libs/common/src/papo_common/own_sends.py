@@ -43,16 +43,23 @@ class OwnSends:
         """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's."""
         await self._redis.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
 
-    async def record(self, instance: str, chat_jid: str, message_id: str) -> None:
-        """Call once `sendText` returned the message id (`key.id`)."""
-        await self._redis.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
+    async def record(self, instance: str, chat_jid: str, message_id: str, *, text: str | None = None) -> None:
+        """Call once `sendText` returned the message id (`key.id`). With the `text` that was expected, the
+        expectation ends here: from now on only the id is papo's, so an operator who sends the same words
+        later is still an operator."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
+            if text is not None:
+                pipe.delete(self._text_key(instance, chat_jid, text))
+            await pipe.execute()
 
     async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
         """True when papo sent this message: its id was recorded, or its text was expected in this chat."""
         id_key = self._id_key(instance, message_id)
         if await self._redis.exists(id_key):
             return True
-        if text is None or not await self._redis.exists(self._text_key(instance, chat_jid, text)):
+        # One expected text matches one echo (GETDEL): a second message with the same words is not papo's.
+        if text is None or await self._redis.getdel(self._text_key(instance, chat_jid, text)) is None:
             return False
         # Later echoes of the same message (send.message, then a linked device's upsert) match by id.
         await self._redis.set(id_key, b"1", ex=self._ttl)

@@ -110,7 +110,7 @@ async def send_texts(
 
         message = await call_with_retries(send, policy, what=f"sendText chunk {index}")
         if own_sends is not None:
-            await own_sends.record(chat.instance, chat_jid, message.message_id)
+            await own_sends.record(chat.instance, chat_jid, message.message_id, text=text)
         await on_sent(index, message)
 
 
