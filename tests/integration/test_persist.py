@@ -589,3 +589,16 @@ async def test_readiness_follows_postgres(
 
     assert response.status_code == status
     assert (response.json()["checks"]["postgres"] == "ok") is reachable
+
+
+def test_an_app_made_before_its_event_loop_is_ready_inside_it(rabbitmq_url: str, database_url: str) -> None:
+    app = create_app(
+        persist_settings(rabbitmq_url, database_url)
+    )  # as uvicorn does: made, then run in a loop
+
+    async def readiness() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with app, httpx.AsyncClient(transport=transport, base_url="http://persist") as client:
+            return (await client.get("/readyz")).status_code
+
+    assert asyncio.run(readiness()) == 200

@@ -3,7 +3,6 @@ health, readiness and /metrics routes every service has."""
 
 from __future__ import annotations
 
-import asyncpg
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitBroker
 
@@ -11,7 +10,7 @@ from papo_common.broker import make_broker
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import PERSIST
 from papo_persist.consumer import BatchConsumer
-from papo_persist.database import PostgresWriter, create_staging_tables
+from papo_persist.database import PostgresWriter
 from papo_persist.handlers import declare_input
 from papo_persist.settings import PersistSettings
 
@@ -21,14 +20,11 @@ def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
     settings = settings or PersistSettings()
     broker = make_service_broker("persist", settings)
     dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
-    # min_size 0: persist starts, and waits, while PostgreSQL is still away
-    pool = asyncpg.create_pool(
-        dsn, min_size=0, max_size=settings.database_pool_size, init=create_staging_tables
-    )
+    writer = PostgresWriter(timeout_s=settings.persist_write_timeout_s)
     consumer = BatchConsumer(
         settings.rabbitmq_url.get_secret_value(),
         PERSIST,
-        PostgresWriter(pool, timeout_s=settings.persist_write_timeout_s),
+        writer,
         batch_size=settings.persist_batch_size,
         batch_wait_s=settings.persist_batch_wait_ms / 1000,
         prefetch=settings.prefetch,
@@ -36,18 +32,15 @@ def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
     )
 
     async def open_pool() -> None:
-        await pool
-
-    async def database_ready() -> None:
-        await pool.fetchval("SELECT 1")
+        await writer.open(dsn, max_size=settings.database_pool_size)
 
     app = consumer_app(
         broker,
-        checks={"postgres": database_ready},
+        checks={"postgres": writer.ping},
         on_startup=[open_pool],
         after_startup=[consumer.start],
         on_shutdown=[consumer.stop],
-        after_shutdown=[pool.close],
+        after_shutdown=[writer.close],
     )
     app.context.set_global("persist_consumer", consumer)  # its counters, for tests and debugging
     return app

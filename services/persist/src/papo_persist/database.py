@@ -139,12 +139,32 @@ async def create_staging_tables(connection: asyncpg.Connection) -> None:
 
 
 class PostgresWriter:
-    """Writes contracts as rows, all of a batch in one transaction or none; counts the rows written."""
+    """Writes contracts as rows, all of a batch in one transaction or none; counts the rows written.
 
-    def __init__(self, pool: asyncpg.Pool, *, timeout_s: float) -> None:
+    Give it a pool, or let `open` make one inside the running event loop (a pool belongs to its loop).
+    """
+
+    def __init__(self, pool: asyncpg.Pool | None = None, *, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
         self._written = {kind: PERSISTED_ROWS.labels(kind=kind) for kind in _ON_CONFLICT}
+
+    async def open(self, dsn: str, *, max_size: int) -> None:
+        """Make the pool. It connects on first use, so persist starts (and waits) while PostgreSQL is away."""
+        self._pool = await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, init=create_staging_tables)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def ping(self) -> None:
+        """Raise unless PostgreSQL answers."""
+        await self._open_pool().fetchval("SELECT 1")
+
+    def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DependencyUnavailable("the PostgreSQL pool is not open")
+        return self._pool
 
     async def write(self, contracts: Sequence[PersistedContract]) -> None:
         """Write `contracts` in one transaction. Raises `PermanentError` when a row can never be written,
@@ -180,7 +200,7 @@ class PostgresWriter:
         messages: list[tuple[Any, ...]],
         kinds: list[WriteKind],
     ) -> dict[WriteKind, int]:
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._open_pool().acquire() as connection, connection.transaction():
             await connection.copy_records_to_table(
                 "persist_conversations", records=conversations, columns=CONVERSATION_COLUMNS
             )
