@@ -77,8 +77,9 @@ def test_an_uploaded_voice_note_shows_its_transcript_in_the_timeline(page: Any, 
     log(page).locator(".bubble.contact audio").wait_for()
     timeline = page.get_by_role("complementary")
     expect(timeline).to_contain_text("papo fetched the voice note", timeout=TRANSCRIBE_SECONDS)
-    expect(timeline.locator(".step", has_text="transcription")).to_contain_text(
-        re.compile("pizza", re.IGNORECASE), timeout=TRANSCRIBE_SECONDS
+    # the transcript persist stored, quoted in the turn's "transcription" step
+    expect(timeline).to_contain_text(
+        re.compile(r"transcription“[^”]*pizza", re.IGNORECASE), timeout=TRANSCRIBE_SECONDS
     )
     bot_replies(page).first.wait_for(timeout=REPLY_SECONDS)
 
@@ -104,3 +105,31 @@ def test_writing_as_the_operator_pauses_the_bot(page: Any, simulated_stack: Any)
     expect(log(page).locator(".bubble.contact")).to_have_count(1)
     expect(bot_replies(page)).to_have_count(0)
     expect(status).to_contain_text("paused")
+
+
+def test_papo_dev_still_refuses_unauthenticated_webhooks(simulated_stack: Any) -> None:
+    import httpx
+
+    from papo_simulator.wire import new_phone_message_id, text_message_data, webhook_envelope
+
+    data = text_message_data(
+        remote_jid="5511987650001@s.whatsapp.net",
+        message_id=new_phone_message_id(),
+        text="let me in",
+        timestamp=0,
+        push_name="Mallory",
+        from_me=False,
+        instance_id="x",
+    )
+    body = webhook_envelope(
+        "messages.upsert",
+        instance="papo-shop",
+        data=data,
+        destination="",
+        sender="",
+        server_url="",
+        apikey="",
+    )
+    url = f"http://127.0.0.1:{simulated_stack.base_port}/webhook/evolution"
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"x-papo-token": "guessed"}).status_code == 401
