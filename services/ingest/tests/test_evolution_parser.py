@@ -72,7 +72,8 @@ def test_every_fixture_has_an_expectation() -> None:
         "send_message",
         "send_message_evolution_channel",
     }
-    expected |= {"connection_update", "connection_update_close"}
+    expected |= {"connection_update", "connection_update_close", "connection_update_connecting"}
+    expected |= {"text_evolution_channel", "from_me_evolution_channel"}
     assert set(all_fixture_names()) == expected
 
 
@@ -197,6 +198,16 @@ def test_evolution_channel_echoes_bare_digits_as_the_phone_jid() -> None:
     assert parsed.sent_at == SENT
 
 
+@pytest.mark.parametrize(
+    ("name", "from_me"), [("text_evolution_channel", False), ("from_me_evolution_channel", True)]
+)
+def test_the_evolution_channels_upserts_as_the_real_server_posts_them(name: str, from_me: bool) -> None:
+    parsed = message(name)
+    assert parsed.conversation.key == "probe:5511988887777@s.whatsapp.net"
+    assert (parsed.chat_id, parsed.from_me, parsed.source) == ("5511988887777", from_me, "messages.upsert")
+    assert parsed.sent_at == datetime.fromtimestamp(int(fixture(name)["data"]["messageTimestamp"]), UTC)
+
+
 def test_a_person_on_the_evolution_channel_by_bare_digits_is_answered_in_bare_digits() -> None:
     body = fixture("text_conversation")
     body["data"]["key"] = {"id": "IN-0001", "remoteJid": "5511912345678", "fromMe": False}
@@ -205,11 +216,15 @@ def test_a_person_on_the_evolution_channel_by_bare_digits_is_answered_in_bare_di
 
 
 @pytest.mark.parametrize(
-    ("name", "state", "reason"),
-    [("connection_update", "open", 200), ("connection_update_close", "close", 428)],
+    ("name", "instance", "state", "reason"),
+    [
+        ("connection_update", "loja-centro", "open", 200),
+        ("connection_update_close", "loja-centro", "close", 428),
+        ("connection_update_connecting", "baileys-probe", "connecting", 200),
+    ],
 )
-def test_connection_update(name: str, state: str, reason: int) -> None:
-    assert parse(fixture(name)) == ConnectionUpdate("loja-centro", state, reason)
+def test_connection_update(name: str, instance: str, state: str, reason: int) -> None:
+    assert parse(fixture(name)) == ConnectionUpdate(instance, state, reason)
 
 
 def test_connection_update_without_a_state_is_rejected() -> None:
