@@ -6,12 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import pytest
+from opentelemetry import propagate
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.errors import DependencyUnavailable, PermanentError
+from papo_common.telemetry import setup_tracing, tracer
 from papo_common.topology import PERSIST
 from papo_persist.consumer import BatchConsumer, Delivery
 from papo_persist.rows import PersistedContract
@@ -37,6 +41,7 @@ class FakeDelivery:
     channel: str = "channel-1"
     exchange: str = "papo"
     routing_key: str = "inbound.text"
+    headers: dict[str, Any] = field(default_factory=dict)
 
     async def ack(self, multiple: bool = False) -> None:
         self.settled.append(("ack", self.delivery_tag, multiple))
@@ -70,16 +75,17 @@ class FakeWriter:
 
 
 class Harness:
-    def __init__(self, writer: FakeWriter, batch_size: int) -> None:
+    def __init__(self, writer: FakeWriter, batch_size: int, *, tracing: bool = False) -> None:
         self.writer = writer
         self.settled: list[tuple[str, int, bool]] = []
         self.consumer = BatchConsumer(
             "amqp://unused", PERSIST, writer, batch_size=batch_size, batch_wait_s=60, prefetch=batch_size * 2,
-            max_backoff_s=0.001,
+            max_backoff_s=0.001, tracing=tracing,
         )  # fmt: skip
 
-    async def deliver(self, tag: int, payload: bytes) -> None:
-        await self.consumer.receive(cast(Delivery, FakeDelivery(tag, payload, self.settled)))
+    async def deliver(self, tag: int, payload: bytes, headers: dict[str, Any] | None = None) -> None:
+        delivery = FakeDelivery(tag, payload, self.settled, headers=headers or {})
+        await self.consumer.receive(cast(Delivery, delivery))
 
     async def until_settled(self, count: int) -> None:
         while len(self.settled) < count:
@@ -191,3 +197,22 @@ async def test_a_stop_writes_what_was_gathered_before_closing(writer: FakeWriter
 
     assert writer.committed == [["M1", "M2"]]
     assert harness.settled == [("ack", 2, True)]
+
+
+async def test_with_tracing_on_each_message_gets_a_span_under_its_publishers(writer: FakeWriter) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("persist-test", processor=SimpleSpanProcessor(exporter))
+    harness = Harness(writer, batch_size=2, tracing=True)
+    harness.consumer.begin()
+    with tracer("publisher").start_as_current_span("publish") as publishing:
+        carrier: dict[str, Any] = {}
+        propagate.inject(carrier)
+    await harness.deliver(1, body("M1"), headers=carrier)
+    await harness.deliver(2, body("M2"))
+    await harness.until_settled(1)
+    await harness.consumer.stop()
+
+    spans = [span for span in exporter.get_finished_spans() if span.name == "inbound.text process"]
+    assert len(spans) == 2
+    [child] = [span for span in spans if span.parent is not None]
+    assert child.context.trace_id == publishing.get_span_context().trace_id

@@ -14,6 +14,7 @@ work, COPY included, is under 30 µs a row. FastStream's Prometheus series are k
 - While PostgreSQL is unreachable (`DependencyUnavailable`) the batch is retried with jittered exponential
   backoff for as long as it takes, unacknowledged: an outage costs latency, never a dead letter. On a stop
   during an outage the deliveries are left unacknowledged and RabbitMQ redelivers them.
+- With tracing on, each message gets a span, a child of the one that published it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from papo_common.broker import BrokerMetrics, dead_letter_reason
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import DEAD_LETTERS
+from papo_common.telemetry import tracer, tracing_enabled
 from papo_common.topology import ServiceQueue
 from papo_persist.rows import PersistedContract, PersistedMessage
 
@@ -76,6 +80,7 @@ class BatchConsumer:
         prefetch: int,
         max_backoff_s: float = 5.0,
         app_name: str = "papo-persist",
+        tracing: bool | None = None,
     ) -> None:
         self._url = rabbitmq_url
         self._queue = queue
@@ -93,6 +98,7 @@ class BatchConsumer:
         self._consumer_tag: str | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._metrics = _BrokerMetrics(app_name)
+        self._tracing = tracing_enabled() if tracing is None else tracing
         self.stats = ConsumerStats()
 
     async def start(self) -> None:
@@ -172,6 +178,7 @@ class BatchConsumer:
 
     async def _handle(self, batch: list[Delivery]) -> None:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         self._metrics.received(batch)
         valid: list[tuple[Delivery, PersistedContract]] = []
         for delivery in batch:
@@ -188,6 +195,8 @@ class BatchConsumer:
                 await self._settle(delivery.channel, [delivery], "nacked", delivery.nack(requeue=True))
         await self._ack(written)
         self._metrics.processed(batch, time.perf_counter() - started)
+        if self._tracing:
+            _trace(batch, started_ns)
 
     async def _write(
         self, batch: list[tuple[Delivery, PersistedContract]]
@@ -292,6 +301,29 @@ class BatchConsumer:
             self._unsettled.pop(channel, None)
             return
         self._metrics.settled(deliveries, status)
+
+
+def _trace(batch: list[Delivery], started_ns: int) -> None:
+    """One span per message, a child of the span that published it, so each trace runs through persist."""
+    spans = tracer(__name__)
+    for delivery in batch:
+        carrier = {
+            key: value.decode() if isinstance(value, bytes) else str(value)
+            for key, value in (delivery.headers or {}).items()
+        }
+        span = spans.start_span(
+            f"{delivery.routing_key} process",
+            context=propagate.extract(carrier),
+            kind=SpanKind.CONSUMER,
+            start_time=started_ns,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation": "process",
+                "messaging.destination.name": str(delivery.routing_key),
+                "messaging.batch.message_count": len(batch),
+            },
+        )
+        span.end()
 
 
 def _tag(delivery: Delivery) -> int:
