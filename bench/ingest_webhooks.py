@@ -1,100 +1,118 @@
-"""Throughput and latency of ingest's webhook, against its own floor, measured in the same run.
+"""Webhooks per second of ingest, against a minimal peer doing the same work, measured in the same run.
 
-Two peers serve the same Litestar app (auth, body read, JSON decode, parse, tracing middleware) in a uvicorn
-subprocess; they differ only in what happens after parsing:
-  floor  answers "accepted" at once: no Redis, no broker;
-  full   claims the id in Redis, publishes with a publisher confirm, marks it published (production).
-The difference is the cost of durability and deduplication. Needs the local RabbitMQ and Redis.
+  papo  the production app exactly as its container runs it (`papo_ingest.app.main`: uvicorn with uvloop and
+        httptools): token check, body read, JSON decode, parse into the contract, one Redis round trip to claim
+        the id, a persistent publish confirmed by RabbitMQ, the dedupe mark written behind the answer.
+  peer  the same work written minimally with the same libraries in one Litestar handler: constant-time token
+        check, msgspec decode, `SET NX` in Redis, a confirmed persistent aio-pika publish of a small JSON body.
 
-    .venv/bin/python bench/ingest_webhooks.py --requests 5000 --concurrency 32
+Both run in one uvicorn process each, in turn, round by round (interleaved, so a noisy neighbour hits both),
+loaded by wrk with a unique message id per request. Printed per peer: the median req/s over the rounds and the
+server's CPU per request; then papo / peer. Needs the local RabbitMQ and Redis and `wrk` (Debian: apt-get
+install -y wrk).
+
+    .venv/bin/python bench/ingest_webhooks.py                     # 3 rounds of 10 s at c=16 and c=64
+    .venv/bin/python bench/ingest_webhooks.py --quick             # 1 round of 4 s at c=16
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
 import os
+import re
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from litestar import Litestar, Request, Response, get, post
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "evolution"
 TOKEN = "bench-" + secrets.token_hex(24)
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def serve(mode: str) -> None:
-    """Run one peer (in the subprocess)."""
+def serve_peer(port: int) -> None:
+    """The minimal peer (runs in the subprocess)."""
+    import hmac
+
+    import aio_pika
+    import msgspec
     import uvicorn
+    from redis.asyncio import Redis
 
-    from papo_ingest.app import create_app
-    from papo_ingest.evolution import IntakePolicy, parse_webhook
-    from papo_ingest.intake import ACCEPTED, Outcome
-    from papo_ingest.settings import IngestSettings
+    token = os.environ["PAPO_WEBHOOK_TOKEN"].encode()
+    prefix = os.environ["PAPO_REDIS_KEY_PREFIX"]
+    redis = Redis.from_url(os.environ.get("PAPO_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    state: dict[str, Any] = {}
 
-    class ParseOnly:
-        async def receive(self, body: Any, *, path_event: str | None = None) -> Outcome:
-            from papo_common.contracts import utcnow
+    async def connect() -> None:
+        connection = await aio_pika.connect_robust(os.environ["PAPO_RABBITMQ_URL"])
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        state["exchange"] = await channel.declare_exchange("papo", aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue("peer.sink", durable=True)
+        await queue.bind(state["exchange"], routing_key="inbound.#")
 
-            parse_webhook(body, received_at=utcnow(), policy=IntakePolicy(), path_event=path_event)
-            return ACCEPTED
+    @post("/webhook/evolution")
+    async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+        if not hmac.compare_digest((request.headers.get("x-papo-token") or "").encode(), token):
+            return Response({"status": "unauthorized"}, status_code=401)
+        body = msgspec.json.decode(await request.body())
+        data = body["data"]
+        message_id, instance = data["key"]["id"], body["instance"]
+        if not await redis.set(f"{prefix}:peer:{instance}:{message_id}", b"1", nx=True, ex=48 * 3600):
+            return Response({"status": "duplicate"})
+        payload = msgspec.json.encode(
+            {
+                "instance": instance,
+                "message_id": message_id,
+                "user_id": data["key"]["remoteJid"],
+                "text": data["message"]["conversation"],
+                "sent_at": data["messageTimestamp"],
+            }
+        )
+        await state["exchange"].publish(
+            aio_pika.Message(payload, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id),
+            routing_key="inbound.text",
+            mandatory=True,
+        )
+        return Response({"status": "accepted"})
 
-    settings = IngestSettings()
-    app = create_app(settings)
-    if mode == "floor":
-        app.state.intake = ParseOnly()
-    uvicorn.run(app, host="127.0.0.1", port=settings.ingest_port, log_config=None, access_log=False)
+    @get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
 
-
-def make_body(template: dict[str, Any]) -> bytes:
-    body = json.loads(json.dumps(template))
-    body["data"]["key"]["id"] = uuid.uuid4().hex.upper()[:20]
-    return json.dumps(body).encode()
-
-
-async def load(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], float, dict[int, int]]:
-    """Post every body with `concurrency` workers; per-request latencies, wall seconds, status counts."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    pending = iter(bodies)
-    headers = {"x-papo-token": TOKEN, "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            for body in pending:
-                started = time.perf_counter()
-                try:
-                    response = await client.post("/webhook/evolution", content=body, headers=headers)
-                    status = response.status_code
-                except httpx.TransportError:
-                    status = 0  # a connection error, reported as status 0
-                latencies.append(time.perf_counter() - started)
-                statuses[status] = statuses.get(status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - started, statuses
+    app = Litestar([webhook, ready], on_startup=[connect], openapi_config=None, logging_config=None)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, loop="uvloop", http="httptools"
+    )
 
 
-def start_peer(mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode], env={**env, "PAPO_INGEST_PORT": str(port)}
+        return int(probe.getsockname()[1])
+
+
+def start(mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = (
+        [sys.executable, "-c", "from papo_ingest.app import main; main()"]
+        if mode == "papo"
+        else [sys.executable, __file__, "--serve-peer", str(port)]
     )
+    process = subprocess.Popen(command, env={**env, "PAPO_INGEST_PORT": str(port)})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
@@ -103,47 +121,82 @@ def start_peer(mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes],
             pass
         time.sleep(0.2)
     process.kill()
-    raise SystemExit(f"{mode} peer did not become ready")
+    raise SystemExit(f"{mode} did not become ready")
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(fraction * 1000) - 1]
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def report(mode: str, latencies: list[float], seconds: float, statuses: dict[int, int]) -> None:
-    ms = [value * 1000 for value in latencies]
-    print(
-        f"{mode:<6} {len(ms) / seconds:>9.0f} req/s   p50 {percentile(ms, 0.50):6.2f} ms   "
-        f"p95 {percentile(ms, 0.95):6.2f} ms   p99 {percentile(ms, 0.99):6.2f} ms   statuses {statuses}"
-    )
+_WRK_SCRIPT = """
+local template = [==[%s]==]
+local counter = 0
+local run = "%s"
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-papo-token"] = "%s"
+request = function()
+  counter = counter + 1
+  local body = string.gsub(template, "MESSAGE_ID", run .. string.format("%%010d", counter))
+  return wrk.format(nil, "/webhook/evolution", nil, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d\\n", summary.requests, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(99)))
+end
+"""
+
+
+def wrk_round(
+    url: str, pid: int, concurrency: int, seconds: float, template: str
+) -> tuple[float, float, int]:
+    """(req/s, server CPU ms per request, non-2xx + socket errors) of one wrk run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % (template, uuid.uuid4().hex[:10].upper(), TOKEN))
+    try:
+        cpu_before, started = cpu_seconds(pid), time.monotonic()
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        wall, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu_before
+    finally:
+        os.unlink(script.name)
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+)", output)
+    if match is None:
+        raise SystemExit(f"wrk printed no result:\n{output}")
+    requests, bad_status, socket_errors, _ = map(int, match.groups())
+    return requests / wall, 1000 * cpu / max(requests, 1), bad_status + socket_errors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument(
-        "--audio-kb", type=int, default=0, help="post voice notes with this much inline base64"
-    )
-    parser.add_argument("--serve", choices=("floor", "full"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--quick", action="store_true", help="one 4-second round at c=16 (for `make bench`)")
+    parser.add_argument("--serve-peer", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
+    if args.serve_peer:
+        serve_peer(args.serve_peer)
         return
+    if args.quick:
+        args.rounds, args.seconds, args.concurrency = 1, 4, [16]
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install -y wrk)")
 
     from papo_testing import infra
 
-    template = json.loads(
-        (FIXTURES / ("audio_base64.json" if args.audio_kb else "text_conversation.json")).read_text()
-    )
-    if args.audio_kb:
-        template["data"]["message"]["base64"] = base64.b64encode(os.urandom(args.audio_kb * 1024)).decode()
-    print(
-        f"ingest webhooks: {args.requests} requests, concurrency {args.concurrency}, "
-        f"{'audio ' + str(args.audio_kb) + ' KiB' if args.audio_kb else 'text'}"
-    )
+    body = json.loads((FIXTURES / "text_conversation.json").read_text())
+    body["data"]["key"]["id"] = "MESSAGE_ID"
+    template = json.dumps(body, ensure_ascii=False)
+    print(f"ingest webhooks: {args.rounds} round(s) of {args.seconds:g} s per peer and concurrency, wrk -t1")
     with infra.rabbitmq_vhost() as rabbitmq_url:
         env = {
             **os.environ,
@@ -152,13 +205,28 @@ def main() -> None:
             "PAPO_WEBHOOK_TOKEN": TOKEN,
             "PAPO_LOG_LEVEL": "WARNING",
         }
-        for mode in ("floor", "full"):
-            process, url = start_peer(mode, env)
-            try:
-                asyncio.run(load(url, [make_body(template) for _ in range(200)], args.concurrency))
-                bodies = [make_body(template) for _ in range(args.requests)]
-                report(mode, *asyncio.run(load(url, bodies, args.concurrency)))
-            finally:
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        try:
+            for mode in ("papo", "peer"):
+                servers[mode] = start(mode, env)
+            for concurrency in args.concurrency:
+                results: dict[str, list[tuple[float, float, int]]] = {"papo": [], "peer": []}
+                for process, url in servers.values():  # warm-up
+                    wrk_round(url, process.pid, concurrency, 2, template)
+                for _ in range(args.rounds):
+                    for mode, (process, url) in servers.items():
+                        results[mode].append(wrk_round(url, process.pid, concurrency, args.seconds, template))
+                rates = {mode: statistics.median(r for r, _, _ in runs) for mode, runs in results.items()}
+                for mode, runs in results.items():
+                    print(
+                        f"c={concurrency:<3} {mode}  {rates[mode]:7.0f} req/s  "
+                        f"{statistics.median(c for _, c, _ in runs):5.2f} ms CPU/request  "
+                        f"errors {sum(e for _, _, e in runs)}  rounds {[round(r) for r, _, _ in runs]}"
+                    )
+                print(f"c={concurrency:<3} ratio papo/peer {rates['papo'] / rates['peer']:.2f}")
+        finally:
+            for process, _ in servers.values():
                 process.terminate()
                 process.wait(30)
 

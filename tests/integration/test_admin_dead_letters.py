@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from papo_common.topology import EXCHANGE, LLM, RoutingKey
-from papo_ingest.admin import replay as replay_module
+from papo_ingest.admin import dead_letters as replay_module
 from papo_ingest.app import create_app
 from papo_ingest.settings import IngestSettings
 from papo_testing.rabbit import connected_broker, depth

@@ -133,7 +133,9 @@ async def test_a_text_webhook_lands_in_debounce_and_persist(
     assert message["text"] == "Oi, vocês abrem sábado?"
     assert debounced[0].routing_key == "inbound.text"
     assert debounced[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert trace_id in str(debounced[0].headers.get("traceparent")), "the trace continues into the message"
+    # without an exporter nothing is traced, so there is no trace to continue (tests/e2e/test_observability.py
+    # follows one trace through the six services with an exporter)
+    assert "traceparent" not in (debounced[0].headers or {})
     assert await drain(queues, TRANSCRIBE.name) == []
 
 

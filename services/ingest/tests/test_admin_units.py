@@ -11,11 +11,11 @@ from pydantic import SecretStr
 
 from papo_common.contracts import ConversationRef
 from papo_common.redis import ConversationKeys
-from papo_ingest.admin.auth import AdminAuthenticator
-from papo_ingest.admin.cursor import Cursor, InvalidCursor
+from papo_ingest.admin.conversations import InvalidConversation, canonical_user_id, conversation_from_path
 from papo_ingest.admin.dead_letters import DEAD_LETTER_QUEUES, jsonable, original_route
+from papo_ingest.admin.dependencies import AdminAuthenticator
 from papo_ingest.admin.erasure import key_pattern
-from papo_ingest.admin.identity import InvalidConversation, canonical_user_id, conversation_from_path
+from papo_ingest.admin.history import Cursor, InvalidCursor
 
 TOKEN = "adm-" + "0123456789abcdef" * 3
 auth = AdminAuthenticator(SecretStr(TOKEN))

@@ -92,7 +92,9 @@ async def test_deep_but_decodable_nesting_inside_a_message_is_not_500(app: Clien
 
 
 @pytest.mark.parametrize("timestamp", ["9" * 312, 10**312, -(10**312), "1e400", {"low": 1, "high": 2**40}])
-async def test_an_absurd_message_timestamp_falls_back_to_the_receive_time(app: Client, timestamp: Any) -> None:
+async def test_an_absurd_message_timestamp_falls_back_to_the_receive_time(
+    app: Client, timestamp: Any
+) -> None:
     client, publisher = app
     status, _ = await post(client, text_webhook(messageTimestamp=timestamp))
     assert status == 200

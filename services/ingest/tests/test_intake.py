@@ -71,7 +71,8 @@ def make_intake(redis: Redis, prefix: str, broker: FakeBroker, **overrides: Any)
     )
 
 
-pytestmark = pytest.mark.usefixtures("cleanup")
+# the real Redis: this module is of the integration tier
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cleanup")]
 
 
 async def test_accepted_then_duplicate(redis: Redis, prefix: str) -> None:

@@ -5,16 +5,26 @@ request's random token, with a short TTL in case the process dies) and *publishe
 it; kept for the dedupe TTL). A failed publish deletes its own claim, so Evolution's retry is accepted. A
 request that finds another's claim waits for the outcome rather than answering "duplicate" for a message
 that may still fail to publish.
+
+One Redis round trip per webhook: `SET NX GET` claims the id and, when it was taken, says by whom in the
+same reply. Marking an id published is written behind the answer, many ids per round trip; if that write is
+lost (Redis down, the process killed), the claim expires on its own and a later duplicate is published again
+and deduplicated downstream by its message id, exactly as if the mark had been evicted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 import time
 from enum import Enum
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 PUBLISHED = b"published"
 
@@ -54,6 +64,8 @@ class SeenMessages:
         self._claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self._poll = poll_seconds
         self._release = redis.register_script(_RELEASE_SCRIPT)
+        self._to_confirm: list[str] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def key(self, instance: str, message_id: str) -> str:
         """The Redis key of one message."""
@@ -64,21 +76,46 @@ class SeenMessages:
         for a concurrent holder to finish."""
         deadline = time.monotonic() + wait_seconds
         while True:
-            if await self._redis.set(key, token, nx=True, px=self._claim_ttl_ms):
+            holder = await self._redis.set(key, token, nx=True, px=self._claim_ttl_ms, get=True)
+            if holder is None:
                 return ClaimOutcome.CLAIMED
-            if await self._redis.get(key) == PUBLISHED:
+            if holder == PUBLISHED:
                 return ClaimOutcome.DUPLICATE
             if time.monotonic() >= deadline:
                 return ClaimOutcome.IN_FLIGHT
             await asyncio.sleep(self._poll)
 
-    async def confirm(self, key: str) -> None:
-        """Mark the message published for the dedupe TTL."""
-        await self._redis.set(key, PUBLISHED, ex=self._published_ttl)
+    def confirm(self, key: str) -> None:
+        """Mark the message published for the dedupe TTL, written behind the answer with the others that
+        were confirmed meanwhile."""
+        self._to_confirm.append(key)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_confirmed(), name="papo-ingest-confirm")
+
+    async def flush(self) -> None:
+        """Wait until every confirmed message is marked (at shutdown, and in tests)."""
+        while self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
 
     async def release(self, key: str, token: bytes) -> None:
         """Give up a claim after a failed publish, so the retry can claim it."""
         await self._release(keys=[key], args=[token])
+
+    async def _write_confirmed(self) -> None:
+        while self._to_confirm:
+            keys, self._to_confirm = self._to_confirm, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.set(key, PUBLISHED, ex=self._published_ttl)
+                    await pipe.execute()
+            except (RedisError, OSError) as error:
+                # the messages are safely on the broker; their claims expire by themselves
+                logger.warning(
+                    "published but not remembered",
+                    extra={"messages": len(keys), "error": f"{type(error).__name__}: {error}"[:300]},
+                )
 
 
 def new_claim_token() -> bytes:

@@ -21,6 +21,7 @@ from litestar.params import FromPath
 from papo_common.metrics import WEBHOOKS
 from papo_ingest.auth import WebhookAuthenticator
 from papo_ingest.intake import Intake, Outcome
+from papo_ingest.openapi import WEBHOOK_RESPONSES, WEBHOOK_SECURITY, WebhookOperation
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +40,29 @@ async def require_webhook_token(connection: ASGIConnection[Any, Any, Any, Any], 
         raise NotAuthorizedException(detail=failure.detail)
 
 
-@post("/webhook/evolution", guards=[require_webhook_token], status_code=200)
+@post(
+    "/webhook/evolution",
+    guards=[require_webhook_token],
+    status_code=200,
+    operation_class=WebhookOperation,
+    responses=WEBHOOK_RESPONSES,
+    security=[{WEBHOOK_SECURITY: []}],
+    tags=["webhook"],
+)
 async def evolution_webhook(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     """Evolution's webhook in its default mode: every event posted to one URL."""
     return await _receive(request, state.intake, path_event=None)
 
 
-@post("/webhook/evolution/{event:str}", guards=[require_webhook_token], status_code=200)
+@post(
+    "/webhook/evolution/{event:str}",
+    guards=[require_webhook_token],
+    status_code=200,
+    operation_class=WebhookOperation,
+    responses=WEBHOOK_RESPONSES,
+    security=[{WEBHOOK_SECURITY: []}],
+    tags=["webhook"],
+)
 async def evolution_webhook_by_event(
     request: Request[Any, Any, Any], state: State, event: FromPath[str]
 ) -> Response[Any]:

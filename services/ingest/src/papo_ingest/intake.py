@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from papo_common.contracts import InboundMessage, utcnow
@@ -73,6 +74,9 @@ class Intake:
             )
         except MalformedWebhook as error:
             return Outcome("rejected", error.reason, error.detail)
+        except ValidationError as error:
+            # a part of the message (its voice note, the message it quotes) that no consumer could take
+            return Outcome("rejected", "invalid_message", first_error(error))
         if isinstance(parsed, Ignored):
             return Outcome("ignored", parsed.reason, parsed.detail)
         try:
@@ -109,7 +113,9 @@ class Intake:
                 "unavailable", "in_flight", "the same message is being published by another request"
             )
         try:
-            await asyncio.wait_for(self._publish(message), self._timeout)
+            # a timeout scope, not wait_for: no extra task per webhook
+            async with asyncio.timeout(self._timeout):
+                await self._publish(message)
         except BaseException as error:
             await self._release(key, token)
             if not isinstance(error, Exception):
@@ -119,21 +125,12 @@ class Intake:
                 extra={"message_id": message.message_id, "error": _describe(error)},
             )
             return Outcome("unavailable", "rabbitmq", "RabbitMQ did not confirm the message")
-        try:
-            await self._seen.confirm(key)
-        except (RedisError, OSError) as error:
-            # The message is safely on the broker; its claim expires on its own, and a later duplicate would
-            # be published again and deduplicated downstream by its message id.
-            logger.warning("published but not remembered", extra={"error": _describe(error)})
-        logger.info(
-            "published inbound message",
-            extra={
-                "instance": message.conversation.instance,
-                "message_id": message.message_id,
-                "kind": message.kind,
-                "from_me": message.from_me,
-            },
-        )
+        self._seen.confirm(key)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "published inbound message",
+                extra={"message_id": message.message_id, "kind": message.kind, "from_me": message.from_me},
+            )
         return ACCEPTED
 
     async def _release(self, key: str, token: bytes) -> None:
@@ -142,6 +139,12 @@ class Intake:
         except (RedisError, OSError) as error:
             # The claim expires after its short TTL, so Evolution's later retries still get through.
             logger.warning("could not release a claim", extra={"error": _describe(error)})
+
+
+def first_error(error: ValidationError) -> str:
+    """Where and why a contract refused a value, never the value itself."""
+    first = error.errors(include_input=False, include_url=False)[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"[:200]
 
 
 def _describe(error: BaseException) -> str:

@@ -13,11 +13,15 @@ from litestar import Router
 from redis.asyncio import Redis
 
 from papo_common.db import make_engine
-from papo_ingest.admin.auth import AdminAuthenticator, require_admin_token
 from papo_ingest.admin.conversations import ConversationController
 from papo_ingest.admin.dead_letter_routes import DeadLetterController
-from papo_ingest.admin.dependencies import AdminDependencies
-from papo_ingest.admin.rabbit_link import DeadLetterLink
+from papo_ingest.admin.dependencies import (
+    AdminAuthenticator,
+    AdminDependencies,
+    DeadLetterLink,
+    require_admin_token,
+)
+from papo_ingest.openapi import ADMIN_SECURITY
 from papo_ingest.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
@@ -47,7 +51,8 @@ def admin_api(settings: IngestSettings, redis: Redis) -> AdminApi | None:
         ADMIN_PATH,
         route_handlers=[ConversationController, DeadLetterController],
         guards=[require_admin_token],
-        include_in_schema=False,
+        security=[{ADMIN_SECURITY: []}],
+        tags=["admin"],
     )
     return AdminApi(router, AdminAuthenticator(settings.admin_token), dependencies)
 

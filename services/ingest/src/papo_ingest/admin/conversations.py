@@ -1,31 +1,52 @@
-"""Admin routes of one conversation: pause, resume, status, history, erasure."""
+"""Admin routes of one conversation: pause, resume, status, history, erasure; and which conversation an admin
+URL names: an Evolution instance and the person's canonical JID."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody, QueryParameter
-from pydantic import BaseModel, ConfigDict, Field
+from litestar.params import Parameter, QueryParameter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from papo_common import control
 from papo_common.contracts import ConversationRef
-from papo_ingest.admin.cursor import Cursor, InvalidCursor
+from papo_common.contracts.base import INSTANCE_MAX_LENGTH, PRINTABLE
 from papo_ingest.admin.dependencies import AdminDependencies, available
 from papo_ingest.admin.erasure import erase_from_indexes, erase_keys, erase_rows
-from papo_ingest.admin.history import MAX_PAGE_SIZE, HistoryPage, history_page
-from papo_ingest.admin.identity import InvalidConversation, conversation_from_path
+from papo_ingest.admin.history import MAX_PAGE_SIZE, Cursor, HistoryPage, InvalidCursor, history_page
+from papo_ingest.evolution.identity import PHONE_SUFFIX, normalize_jid
+from papo_ingest.openapi import ADMIN_RESPONSES, StrictBody
 
 logger = logging.getLogger(__name__)
 
 MAX_PAUSE_MINUTES = 7 * 24 * 60
 
-Instance = FromPath[str]
-UserId = FromPath[str]
+PHONE_NUMBER = r"\+?[0-9]{5,20}"
+JID = r"[0-9A-Za-z._-]{1,48}(:[0-9]{1,4})?@(s\.whatsapp\.net|lid|g\.us|newsletter)"
+"""What an admin may type for a person: 48 characters of user part are far more than any WhatsApp id, and
+keep `instance:user_id` inside the contracts' limit for any instance name."""
+_PHONE_NUMBER = re.compile(PHONE_NUMBER)
+_JID = re.compile(JID, re.IGNORECASE)
+
+Instance = Annotated[
+    str,
+    Parameter(
+        min_length=1, max_length=INSTANCE_MAX_LENGTH, pattern=PRINTABLE, description="the instance's name"
+    ),
+]
+UserId = Annotated[
+    str,
+    Parameter(
+        pattern=f"^({PHONE_NUMBER}|{JID})$",
+        description="a phone number (digits) or a WhatsApp JID such as 5511999990000@s.whatsapp.net",
+    ),
+]
 
 
 class PauseRequest(BaseModel):
@@ -36,11 +57,10 @@ class PauseRequest(BaseModel):
 
 class ConversationController(Controller):
     path = "/instances/{instance:str}/conversations/{user_id:str}"
-    include_in_schema = False
 
-    @post("/pause", status_code=200)
+    @post("/pause", status_code=200, responses=ADMIN_RESPONSES)
     async def pause(
-        self, state: State, instance: Instance, user_id: UserId, data: JSONBody[PauseRequest]
+        self, state: State, instance: Instance, user_id: UserId, data: StrictBody[PauseRequest]
     ) -> dict[str, Any]:
         """Stop the bot answering this conversation for `minutes` (a human takes over)."""
         admin, conversation = _resolve(state, instance, user_id)
@@ -52,7 +72,7 @@ class ConversationController(Controller):
         logger.info("admin paused a conversation", extra={**_audit(conversation), "minutes": data.minutes})
         return answer
 
-    @post("/resume", status_code=200)
+    @post("/resume", status_code=200, responses=ADMIN_RESPONSES)
     async def resume(self, state: State, instance: Instance, user_id: UserId) -> dict[str, Any]:
         """Let the bot answer again now, whoever paused it."""
         admin, conversation = _resolve(state, instance, user_id)
@@ -62,14 +82,14 @@ class ConversationController(Controller):
         logger.info("admin resumed a conversation", extra={**_audit(conversation), "was_paused": was_paused})
         return {**answer, "was_paused": was_paused}
 
-    @get("/status")
+    @get("/status", responses=ADMIN_RESPONSES)
     async def status(self, state: State, instance: Instance, user_id: UserId) -> dict[str, Any]:
         """Whether the bot is paused for this conversation, why, and for how much longer."""
         admin, conversation = _resolve(state, instance, user_id)
         async with available("redis"):
             return await _status(admin, conversation)
 
-    @get("/messages")
+    @get("/messages", responses=ADMIN_RESPONSES)
     async def messages(
         self,
         state: State,
@@ -90,7 +110,7 @@ class ConversationController(Controller):
             raise NotFoundException(detail="no such conversation")
         return page
 
-    @delete("/", status_code=200)
+    @delete("/", status_code=200, responses=ADMIN_RESPONSES)
     async def erase(self, state: State, instance: Instance, user_id: UserId) -> dict[str, Any]:
         """Erase everything papo keeps about this conversation (a data subject's erasure request)."""
         admin, conversation = _resolve(state, instance, user_id)
@@ -107,6 +127,37 @@ class ConversationController(Controller):
         }
         logger.info("admin erased a conversation", extra={**_audit(conversation), **summary})
         return {"instance": conversation.instance, "user_id": conversation.user_id, **summary}
+
+
+class InvalidConversation(ValueError):
+    """The instance or user id in the URL cannot name a conversation."""
+
+
+def canonical_user_id(raw: str) -> str:
+    """The canonical JID for a user id as an admin may type it.
+
+    Bare digits (optionally with a leading `+`) are a phone number: `5511999990000` becomes
+    `5511999990000@s.whatsapp.net`. A JID keeps its server (`@s.whatsapp.net`, `@lid`, and `@g.us` or
+    `@newsletter` when those chats are accepted) and loses its device part, as ingest stores it.
+    """
+    value = raw.strip()
+    if _PHONE_NUMBER.fullmatch(value):
+        return value.lstrip("+") + PHONE_SUFFIX
+    if not _JID.fullmatch(value):
+        raise InvalidConversation(
+            "user_id must be a phone number (digits) or a WhatsApp JID such as 5511999990000@s.whatsapp.net"
+        )
+    return normalize_jid(value).lower()
+
+
+def conversation_from_path(instance: str, user_id: str) -> ConversationRef:
+    """The conversation named by `/admin/instances/{instance}/conversations/{user_id}`."""
+    if not instance.strip() or len(instance) > INSTANCE_MAX_LENGTH:
+        raise InvalidConversation(f"instance must be 1 to {INSTANCE_MAX_LENGTH} characters")
+    try:
+        return ConversationRef(instance=instance, user_id=canonical_user_id(user_id))
+    except ValidationError as error:
+        raise InvalidConversation("instance must be printable, without control characters") from error
 
 
 def _resolve(state: State, instance: Instance, user_id: UserId) -> tuple[AdminDependencies, ConversationRef]:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException
-from litestar.params import FromQuery, JSONBody, QueryParameter
-from pydantic import BaseModel, ConfigDict, Field
+from litestar.params import QueryParameter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from papo_ingest.admin.dead_letters import DEAD_LETTER_QUEUES, MAX_LISTED, peek
+from papo_ingest.admin.dead_letters import DEAD_LETTER_QUEUES, MAX_LISTED, MAX_SCANNED, peek, replay
 from papo_ingest.admin.dependencies import AdminDependencies, available
-from papo_ingest.admin.replay import MAX_SCANNED, replay
+from papo_ingest.openapi import ADMIN_RESPONSES, StrictBody
 
 MAX_REPLAYED = 500
+DEAD_LETTER_QUEUE = "^(" + "|".join(re.escape(name) for name in sorted(DEAD_LETTER_QUEUES)) + ")$"
 _REPLAY_TIMEOUT_SECONDS = 120.0
 
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queue: str
+    queue: Annotated[str, StringConstraints(pattern=DEAD_LETTER_QUEUE)]
     limit: int = Field(default=10, ge=1, le=MAX_REPLAYED)
     """How many messages to replay from the head of the queue (ignored with `message_ids`)."""
     message_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_SCANNED)
@@ -30,13 +32,12 @@ class ReplayRequest(BaseModel):
 
 class DeadLetterController(Controller):
     path = "/dead-letters"
-    include_in_schema = False
 
-    @get("/")
+    @get("/", responses=ADMIN_RESPONSES)
     async def list_dead_letters(
         self,
         state: State,
-        queue: FromQuery[str],
+        queue: Annotated[str, QueryParameter(pattern=DEAD_LETTER_QUEUE)],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LISTED)] = 20,
     ) -> dict[str, Any]:
         """Up to `limit` messages from the head of a dead-letter queue; they all stay in it."""
@@ -45,8 +46,8 @@ class DeadLetterController(Controller):
             depth, messages = await peek(channel, queue, limit)
         return {"queue": queue, "depth": depth, "messages": messages}
 
-    @post("/replay", status_code=200)
-    async def replay(self, state: State, data: JSONBody[ReplayRequest]) -> Response[dict[str, Any]]:
+    @post("/replay", status_code=200, responses=ADMIN_RESPONSES)
+    async def replay(self, state: State, data: StrictBody[ReplayRequest]) -> Response[dict[str, Any]]:
         """Send dead letters back through the `papo` exchange; 503 (with what was done) if it stopped early."""
         admin = _admin(state, data.queue)
         async with (

@@ -115,11 +115,7 @@ def quoted_message(message: dict[str, Any], data: dict[str, Any]) -> QuotedMessa
 
 
 def _is_identifier(value: Any, max_length: int) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= max_length
-        and value.isprintable()
-    )
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
 
 
 def _dict(value: Any) -> dict[str, Any]:
