@@ -36,9 +36,7 @@ async def admin(
 async def indexes_naming(redis: Redis, prefix: str, conversation: ConversationRef) -> list[str]:
     member = conversation_member(conversation)
     return [
-        index
-        for index in CONVERSATION_INDEXES
-        if await redis.zscore(f"{prefix}:{index}", member) is not None
+        index for index in CONVERSATION_INDEXES if await redis.zscore(f"{prefix}:{index}", member) is not None
     ]
 
 
