@@ -18,7 +18,7 @@ TRANSCRIBE_SECONDS = 180_000
 def open_chat(page: Any, url: str, contact: str, business: str | None = None) -> None:
     page.goto(url)
     if business is not None:
-        page.get_by_label("Business number").select_option(label=re.compile(business))
+        page.get_by_label("Business number").select_option(value=business)
     page.get_by_role("navigation", name="Chats").get_by_role("button", name=re.compile(contact)).click()
     page.get_by_role("heading", name=contact).wait_for()
 
@@ -87,7 +87,7 @@ def test_an_uploaded_voice_note_shows_its_transcript_in_the_timeline(page: Any, 
 def test_writing_as_the_operator_pauses_the_bot(page: Any, simulated_stack: Any) -> None:
     from playwright.sync_api import expect
 
-    open_chat(page, simulated_stack.url, "Ana", business="Clinic")
+    open_chat(page, simulated_stack.url, "Ana", business="papo-clinic")
     page.get_by_role("switch", name="Write as the business operator").check()
     write(page, "Hello Ana, Maria from the clinic here. I will take it from here.")
     status = page.locator("#chat-status")
@@ -96,11 +96,11 @@ def test_writing_as_the_operator_pauses_the_bot(page: Any, simulated_stack: Any)
     write(page, "thanks Maria, can I come at 3?")
 
     # Another chat written to afterwards is answered; by then Ana's window has closed long ago.
-    open_chat(page, simulated_stack.url, "Bruno", business="Clinic")
+    open_chat(page, simulated_stack.url, "Bruno", business="papo-clinic")
     write(page, "is the clinic open on saturdays?")
     bot_replies(page).first.wait_for(timeout=REPLY_SECONDS)
 
-    open_chat(page, simulated_stack.url, "Ana", business="Clinic")
+    open_chat(page, simulated_stack.url, "Ana", business="papo-clinic")
     expect(log(page).locator(".bubble.operator")).to_have_count(1)
     expect(log(page).locator(".bubble.contact")).to_have_count(1)
     expect(bot_replies(page)).to_have_count(0)

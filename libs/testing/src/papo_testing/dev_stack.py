@@ -4,6 +4,7 @@ clean environment, its output kept and the simulator's URL read from what it pri
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -23,21 +24,29 @@ CLEAN_ENV_KEEP = ("PATH", "HOME", "LANG", "TMPDIR", "XDG_CACHE_HOME")
 
 
 def free_base_port() -> int:
-    """A port for ingest such that every port `papo dev` derives from it is free now."""
+    """A port for ingest such that every port `papo dev` derives from it is free now. Drawn below the
+    kernel's ephemeral range, where outgoing connections would otherwise take ports between check and bind."""
     offsets = [port - DEV_PORTS["ingest"] for port in DEV_PORTS.values()]
+    low, _ = _ephemeral_range()
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + max(offsets) < 65535 and all(_free(base + offset) for offset in offsets):
+        base = random.randrange(10000, low - max(offsets) - 1)
+        if all(_free(base + offset) for offset in offsets):
             return base
     raise RuntimeError("no free range of ports for papo dev")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _free(port: int) -> bool:
     with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind(("0.0.0.0", port))
         except OSError:
             return False
     return True
