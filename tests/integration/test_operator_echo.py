@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from papo_common.contracts import InboundMessage
+from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.metrics import REGISTRY
 from papo_common.own_sends import OwnSends, instance_state, instance_states, set_instance_state
 from papo_common.redis import make_redis
@@ -21,7 +21,7 @@ from papo_ingest.dedupe import SeenMessages
 from papo_ingest.evolution import ConnectionUpdate, IntakePolicy
 from papo_ingest.instances import Instances
 from papo_ingest.intake import ACCEPTED, Intake, Outcome
-from papo_ingest.senders import Senders
+from papo_ingest.senders import Senders, forget_identities, identity_key
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evolution"
 NOW = datetime(2025, 10, 14, 11, 2, 18, tzinfo=UTC)
@@ -246,3 +246,18 @@ async def test_redis_down_asks_evolution_to_retry_the_echo(published: Published)
     finally:
         await dead.aclose()
     assert published == []
+
+
+async def test_erasure_unlinks_the_persons_jids_only(
+    intake: Intake, published: Published, redis_client: Redis, redis_prefix: str
+) -> None:
+    assert await intake.receive(webhook("lid_only", "M1", remoteJid=LID)) == ACCEPTED
+    assert await intake.receive(webhook("lid_remotejidalt_2_3", "M2")) == ACCEPTED
+    other = "103899771998284@lid"
+    assert await intake.receive(webhook("lid_only", "M3", remoteJid=other)) == ACCEPTED
+    erased = ConversationRef(instance="loja-centro", user_id=LID)
+    assert await forget_identities(redis_client, redis_prefix, erased) == 2
+    assert await redis_client.hgetall(identity_key(redis_prefix, "loja-centro")) == {
+        other.encode(): other.encode()
+    }
+    assert await forget_identities(redis_client, redis_prefix, erased) == 0

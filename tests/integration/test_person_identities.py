@@ -12,6 +12,8 @@ import asyncpg
 import pytest
 
 from papo_common.contracts import ConversationRef, InboundMessage
+from papo_common.db.engine import make_engine
+from papo_ingest.admin.erasure import erase_rows
 from papo_persist.database import PostgresWriter, create_staging_tables
 
 NOW = datetime(2025, 10, 14, 11, 2, tzinfo=UTC)
@@ -89,3 +91,20 @@ async def test_an_operators_send_is_an_operator_row_with_its_text(
     await writer.write([operator])
     query = "SELECT external_id, role, text FROM messages WHERE instance = $1"
     assert await select(pool, query, instance) == [("OP1", "operator", "Aqui é a Carla, assumo daqui.")]
+
+
+async def test_erasure_deletes_the_persons_links_only(
+    writer: PostgresWriter, pool: asyncpg.Pool, instance: str, database_url: str
+) -> None:
+    await writer.write([message(instance, "M1", LID, (PN,))])
+    await writer.write([message(instance, "M2", "99887766@lid", ("5521900000000@s.whatsapp.net",))])
+    engine = make_engine(database_url)
+    try:
+        await erase_rows(engine, ConversationRef(instance=instance, user_id=LID))
+    finally:
+        await engine.dispose()
+    identities = "SELECT jid, user_id FROM person_identities WHERE instance = $1 ORDER BY jid"
+    assert await select(pool, identities, instance) == [
+        ("5521900000000@s.whatsapp.net", "99887766@lid"),
+        ("99887766@lid", "99887766@lid"),
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from papo_common.contracts import InboundMessage
+from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.own_sends import OwnSends
 from papo_ingest.evolution import Ignored
 from papo_ingest.evolution.identity import LID_SUFFIX, PHONE_SUFFIX
@@ -38,6 +38,7 @@ return canonical
 """
 
 OWN_SEND = Ignored("own_send")
+ERASE_SCAN_BATCH = 500
 PERSON_SUFFIXES = (PHONE_SUFFIX, LID_SUFFIX)
 """Groups, channels and broadcasts are their own conversation: no identity to resolve."""
 
@@ -62,7 +63,7 @@ class Senders:
         if not ref.user_id.endswith(PERSON_SUFFIXES):
             return message
         jids = (ref.user_id, *message.aliases)
-        raw = await self._resolve(keys=[f"{self._prefix}:identity:{ref.instance}"], args=list(jids))
+        raw = await self._resolve(keys=[identity_key(self._prefix, ref.instance)], args=list(jids))
         canonical = raw.decode() if isinstance(raw, bytes) else str(raw)
         if canonical == ref.user_id:
             return message
@@ -78,3 +79,20 @@ class Senders:
             if await self._own_sends.is_own(instance, chat, message.message_id, message.text):
                 return True
         return False
+
+
+def identity_key(prefix: str, instance: str) -> str:
+    """The instance's identity hash: JID -> the conversation's user id."""
+    return f"{prefix}:identity:{instance}"
+
+
+async def forget_identities(redis: Redis, prefix: str, conversation: ConversationRef) -> int:
+    """Unlink every JID of the conversation's person (an erasure); returns how many links there were."""
+    key = identity_key(prefix, conversation.instance)
+    user_id = conversation.user_id.encode()
+    linked = [
+        field
+        async for field, value in redis.hscan_iter(key, count=ERASE_SCAN_BATCH)
+        if user_id in (field, value)
+    ]
+    return int(await redis.hdel(key, *linked)) if linked else 0

@@ -22,6 +22,7 @@ from papo_ingest.admin.erasure import erase_from_indexes, erase_keys, erase_rows
 from papo_ingest.admin.history import MAX_PAGE_SIZE, Cursor, HistoryPage, InvalidCursor, history_page
 from papo_ingest.evolution.identity import PHONE_SUFFIX, normalize_jid
 from papo_ingest.openapi import ADMIN_RESPONSES, StrictBody
+from papo_ingest.senders import forget_identities
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class ConversationController(Controller):
         async with available("redis"):
             keys = await erase_keys(admin.redis, admin.redis_prefix, conversation)
             indexes = await erase_from_indexes(admin.redis, admin.redis_prefix, conversation)
+            await forget_identities(admin.redis, admin.redis_prefix, conversation)
         summary = {
             "conversations_deleted": rows.conversations,
             "messages_deleted": rows.messages,

@@ -6,7 +6,8 @@ claimed bursts, the llm's open and closing sessions), so no idle sweep closes th
 persist never receives a closing record that would recreate their conversation row. What is still travelling
 through the queues for that person when the erasure runs is written again by persist (and debounce)
 afterwards, so pause the conversation and let the queues drain before erasing; the erasure removes the pause
-too. ingest's dedupe marks are kept: they name an instance and a WhatsApp message id, never the person, and
+too, and unlinks the person's phone JID and `@lid` (the identity map, in Redis and PostgreSQL). ingest's
+dedupe marks are kept: they name an instance and a WhatsApp message id, never the person, and
 they make a late retry of an erased message a duplicate instead of bringing it back.
 """
 
@@ -17,12 +18,15 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from papo_common.contracts import ConversationRef
+from papo_common.db.models import PersonIdentity
 from papo_common.redis import CONVERSATION_INDEXES, ConversationKeys, conversation_member
 from papo_ingest.admin.history import CONVERSATIONS, MESSAGES, conversation_id_query
 
 SCAN_BATCH = 500
+IDENTITIES = SQLModel.metadata.tables[str(PersonIdentity.__tablename__)]
 
 _GLOB_SPECIALS = "\\*?[]"
 
@@ -40,6 +44,11 @@ async def erase_rows(engine: AsyncEngine, conversation: ConversationRef) -> Eras
         messages = await connection.execute(
             delete(MESSAGES).where(
                 MESSAGES.c.conversation_id.in_(conversation_id_query(conversation).scalar_subquery())
+            )
+        )
+        await connection.execute(
+            delete(IDENTITIES).where(
+                IDENTITIES.c.instance == conversation.instance, IDENTITIES.c.user_id == conversation.user_id
             )
         )
         conversations = await connection.execute(
