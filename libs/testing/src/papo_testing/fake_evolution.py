@@ -63,6 +63,20 @@ from typing import Any, Literal
 import httpx
 import uvicorn
 
+# Evolution's wire format lives in the simulator, so that the fake and the simulator speak one dialect; the
+# error bodies stay importable from here.
+from papo_simulator.wire import (
+    connection_closed_body,  # noqa: F401
+    evolution_error_body,
+    license_required_body,  # noqa: F401
+    new_message_id,
+    not_on_whatsapp_body,
+    read_message_errors,
+    timed_out_body,  # noqa: F401
+    to_jid,
+    validation_errors,
+)
+
 Json = Any
 Response = tuple[int, Json]
 
@@ -78,51 +92,6 @@ _OWN_NUMBER = "5511888880000@s.whatsapp.net"
 def method_not_available_body(channel: str) -> dict[str, Json]:
     """What the `EVOLUTION` and `WHATSAPP-BUSINESS` channels answer (HTTP 400) for a call they lack."""
     return evolution_error_body(400, [f"Method not available on {_CHANNEL_NAMES[channel]}"])
-
-
-def evolution_error_body(status: int, message: Json) -> dict[str, Json]:
-    """Evolution's error envelope, as its express error handler writes it."""
-    return {"status": status, "error": HTTPStatus(status).phrase, "response": {"message": message}}
-
-
-def connection_closed_body() -> dict[str, Json]:
-    """What a send answers when the instance's WhatsApp socket is closed (HTTP 400)."""
-    return evolution_error_body(400, ["Error: Connection Closed"])
-
-
-def timed_out_body() -> dict[str, Json]:
-    """What a send answers when a WhatsApp query timed out inside Evolution (HTTP 500)."""
-    return evolution_error_body(500, "Timed Out")
-
-
-def not_on_whatsapp_body(number: str) -> dict[str, Json]:
-    """What a send to a number without WhatsApp answers (HTTP 400)."""
-    return evolution_error_body(400, [{"jid": to_jid(number), "exists": False, "number": number}])
-
-
-def license_required_body() -> dict[str, Json]:
-    """What Evolution 2.4 answers on every business endpoint before it is activated (HTTP 503)."""
-    return {
-        "error": "service not activated",
-        "code": "LICENSE_REQUIRED",
-        "register_url": "http://127.0.0.1/manager/login",
-        "instance_id": str(uuid.UUID(int=0)),
-        "docs_url": "https://docs.evolutionfoundation.com.br/licensing",
-        "message": "This Evolution API instance is not activated.",
-    }
-
-
-def to_jid(number: str) -> str:
-    """The JID Evolution sends to for a `number` (its `createJid`, without the BR/MX digit rewriting)."""
-    if "@" in number:
-        user, _, server = number.partition("@")
-        return f"{user.split(':')[0]}@{server}"
-    return "".join(ch for ch in number if ch.isdigit()) + "@s.whatsapp.net"
-
-
-def new_message_id() -> str:
-    """A message id shaped like the ones Baileys generates for messages sent through the API."""
-    return "3EB0" + secrets.token_hex(9).upper()
 
 
 @dataclass
@@ -410,22 +379,6 @@ class FakeEvolution:
 Route = Callable[[_State, RecordedRequest], Awaitable[Response]]
 
 
-def _validation_errors(
-    body: Json, schema: Mapping[str, tuple[type, ...]], required: tuple[str, ...]
-) -> list[str]:
-    """Evolution's jsonschema messages: `instance requires property "x"`, `x is not of a type(s) string`."""
-    if not isinstance(body, dict):
-        return ["instance is not of a type(s) object"]
-    errors = [f'instance requires property "{name}"' for name in required if name not in body]
-    for name, types in schema.items():
-        value = body.get(name)
-        if name in body and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
-            errors.append(
-                "Invalid format" if name == "number" else f"{name} is not of a type(s) {types[0].__name__}"
-            )
-    return errors
-
-
 def _check_number(state: _State, number: str) -> Response | None:
     with state.lock:
         missing = to_jid(number) in state.not_on_whatsapp
@@ -440,7 +393,7 @@ async def _send_text(state: _State, request: RecordedRequest) -> Response:
         "delay": (int,),
         "linkPreview": (bool,),
     }
-    if errors := _validation_errors(body, schema, ("number", "text")):
+    if errors := validation_errors(body, schema, ("number", "text")):
         return 400, evolution_error_body(400, [errors])
     assert request.instance is not None
     channel = state.channel(request.instance)
@@ -525,7 +478,7 @@ async def _send_presence(state: _State, request: RecordedRequest) -> Response:
         return 400, method_not_available_body(channel)
     body = request.json
     schema: Mapping[str, tuple[type, ...]] = {"number": (str,), "presence": (str,), "delay": (int, float)}
-    if errors := _validation_errors(body, schema, ("number", "presence", "delay")):
+    if errors := validation_errors(body, schema, ("number", "presence", "delay")):
         return 400, evolution_error_body(400, [errors])
     if body["presence"] not in {"unavailable", "available", "composing", "recording", "paused"}:
         return 400, evolution_error_body(400, [["presence is not one of enum values"]])
@@ -567,36 +520,10 @@ async def _get_base64(state: _State, request: RecordedRequest) -> Response:
     return 201, answer
 
 
-def _read_message_errors(body: Json) -> list[str]:
-    """What Evolution's `readMessageSchema` (jsonschema) reports for a `markMessageAsRead` body."""
-    if not isinstance(body, dict) or "readMessages" not in body:
-        return ['instance requires property "readMessages"']
-    keys = body["readMessages"]
-    if not isinstance(keys, list):
-        return ["instance.readMessages is not of a type(s) array"]
-    errors = [] if keys else ["instance.readMessages does not meet minimum length of 1"]
-    if len({json.dumps(key, sort_keys=True) for key in keys}) < len(keys):
-        errors.append("instance.readMessages contains duplicate item")
-    for index, key in enumerate(keys):
-        where = f"instance.readMessages[{index}]"
-        if not isinstance(key, dict):
-            errors.append(f"{where} is not of a type(s) object")
-            continue
-        errors += [
-            f'{where} requires property "{name}"' for name in ("id", "fromMe", "remoteJid") if name not in key
-        ]
-        for name, kind in (("id", str), ("remoteJid", str), ("fromMe", bool)):
-            if name in key and not isinstance(key[name], kind):
-                errors.append(f"{where}.{name} is not of a type(s) {'boolean' if kind is bool else 'string'}")
-            elif name in key and kind is str and not key[name]:
-                errors.append(f"{where}.{name} does not meet minimum length of 1")
-    return errors
-
-
 async def _mark_read(state: _State, request: RecordedRequest) -> Response:
     if (channel := state.channel(request.instance)) != BAILEYS:
         return 400, method_not_available_body(channel)
-    if errors := _read_message_errors(request.json):
+    if errors := read_message_errors(request.json):
         return 400, evolution_error_body(400, [errors])
     assert request.instance is not None
     receipts = [
