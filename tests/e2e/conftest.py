@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from papo_testing.fake_evolution import FakeEvolution
+from papo_testing.fake_evolution import BAILEYS, BUSINESS, EVOLUTION, FakeEvolution
 from papo_testing.fake_openai import FakeOpenAI, default_responder
 from papo_testing.fake_otlp import FakeCollector
 from papo_testing.stack import RunningStack
@@ -20,6 +20,12 @@ INSTANCE = "loja"
 EVOLUTION_KEY = "evolution-key-for-loja"
 OTHER_INSTANCE = "padaria"
 OTHER_KEY = "evolution-key-for-padaria"
+CHANNEL_INSTANCES = {BAILEYS: INSTANCE, EVOLUTION: "loja-evolution", BUSINESS: "loja-cloud"}
+"""One instance per Evolution channel; the other two have their own keys (`PAPO_EVOLUTION_API_KEYS`)."""
+CHANNEL_KEYS = {
+    CHANNEL_INSTANCES[EVOLUTION]: "evolution-key-generic",
+    CHANNEL_INSTANCES[BUSINESS]: "evolution-key-cloud",
+}
 ADMIN_TOKEN = "admin-token-e2e-0123456789abcdef0123"
 WEBHOOK_TOKEN = "webhook-token-e2e"
 SERVICES = ("persist", "deliver", "llm", "transcribe", "debounce", "ingest")
@@ -38,6 +44,7 @@ class Stack:
     other_instance: str = OTHER_INSTANCE
     webhook_token: str = WEBHOOK_TOKEN
     admin_token: str = ADMIN_TOKEN
+    channel_instances: dict[str, str] | None = None
 
     def webhook_url(self) -> str:
         return self.services.url("ingest", "/webhook/evolution")
@@ -50,7 +57,10 @@ def stack(request: pytest.FixtureRequest, rabbitmq_url: str, database_url: str) 
     prefix = f"papo-e2e-{uuid.uuid4().hex[:8]}"
     responder = getattr(request.module, "RESPONDER", default_responder)
     with (
-        FakeEvolution(api_keys={INSTANCE: EVOLUTION_KEY, OTHER_INSTANCE: OTHER_KEY}) as evolution,
+        FakeEvolution(
+            api_keys={INSTANCE: EVOLUTION_KEY, OTHER_INSTANCE: OTHER_KEY, **CHANNEL_KEYS},
+            channels={instance: channel for channel, instance in CHANNEL_INSTANCES.items()},
+        ) as evolution,
         FakeOpenAI(responder=responder) as openai,
         FakeCollector() as collector,
     ):
@@ -72,12 +82,25 @@ def stack(request: pytest.FixtureRequest, rabbitmq_url: str, database_url: str) 
             "HF_HUB_OFFLINE": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "PAPO_EVOLUTION_API_KEYS": json.dumps({OTHER_INSTANCE: OTHER_KEY}),
+            "PAPO_EVOLUTION_API_KEYS": json.dumps({OTHER_INSTANCE: OTHER_KEY, **CHANNEL_KEYS}),
             "PAPO_ADMIN_TOKEN": ADMIN_TOKEN,
             **getattr(request.module, "STACK_ENV", {}),
         }
         services = RunningStack(SERVICES, env)
         with services:
-            yield Stack(services, evolution, openai, collector, rabbitmq_url, database_url, prefix)
+            # Like Evolution, the fake announces every send (papo's own too) as `send.message` to ingest.
+            evolution.set_webhook(
+                services.url("ingest", "/webhook/evolution"), {"x-papo-token": WEBHOOK_TOKEN}
+            )
+            yield Stack(
+                services,
+                evolution,
+                openai,
+                collector,
+                rabbitmq_url,
+                database_url,
+                prefix,
+                channel_instances=dict(CHANNEL_INSTANCES),
+            )
         # uvicorn finishes its graceful shutdown, then re-raises SIGTERM: -15 is a clean stop, not a kill
         assert all(code in (0, -signal.SIGTERM) for code in services.exit_codes.values()), services.exit_codes

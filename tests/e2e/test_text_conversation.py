@@ -8,7 +8,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
+from papo_testing.fake_evolution import BAILEYS, BUSINESS, EVOLUTION
 from papo_testing.rabbit import depths
 from papo_testing.webhooks import text_webhook
 
@@ -27,13 +29,19 @@ async def wait_until(predicate, timeout: float, interval: float = 0.2):  # type:
     raise AssertionError("condition not met in time")
 
 
-async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> None:
-    instance = stack.instance
+@pytest.mark.parametrize(
+    ("channel", "cake"), [(BAILEYS, "cenoura"), (EVOLUTION, "milho"), (BUSINESS, "fubá")]
+)
+async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack, channel: str, cake: str) -> None:
+    """On every Evolution channel: typing and read receipts refused by `EVOLUTION` and the Cloud API cost
+    nothing, and papo's own `send.message` echo neither pauses the bot nor becomes an operator row."""
+    instance = stack.channel_instances[channel]
+    order = f"quero encomendar um bolo de {cake}"
     burst = [
-        text_webhook(instance, "3EB0A1", "oi", T),
-        text_webhook(instance, "3EB0A3", "quero encomendar um bolo de cenoura", T + 2),
-        text_webhook(instance, "3EB0A2", "tudo bem?", T + 1),
-        text_webhook(instance, "3EB0A1", "oi", T),  # Evolution delivers duplicates
+        text_webhook(instance, "3EB0A1", "oi", T, channel=channel),
+        text_webhook(instance, "3EB0A3", order, T + 2, channel=channel),
+        text_webhook(instance, "3EB0A2", "tudo bem?", T + 1, channel=channel),
+        text_webhook(instance, "3EB0A1", "oi", T, channel=channel),  # Evolution delivers duplicates
     ]
     async with httpx.AsyncClient(headers={"x-papo-token": stack.webhook_token}) as client:
         answers = [await client.post(stack.webhook_url(), json=body) for body in burst]
@@ -44,11 +52,9 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
         return [s for s in stack.evolution.sent_texts(instance) if s.number.startswith("5511999990000")]
 
     [sent] = await wait_until(one_text_sent, timeout=30)
-    [completion] = [r for r in stack.openai.requests if "bolo de cenoura" in r.last_user_message]
+    [completion] = [r for r in stack.openai.requests if order in r.last_user_message]
     prompt = completion.last_user_message
-    assert (
-        prompt.index("oi") < prompt.index("tudo bem?") < prompt.index("quero encomendar um bolo de cenoura")
-    )
+    assert prompt.index("oi") < prompt.index("tudo bem?") < prompt.index(order)
     assert sent.text and sent.number.startswith("5511999990000")
 
     async def reply_delivered():  # type: ignore[no-untyped-def]
@@ -71,13 +77,15 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack) -> N
     assert [(r["role"], r["text"]) for r in rows[:3]] == [
         ("user", "oi"),
         ("user", "tudo bem?"),
-        ("user", "quero encomendar um bolo de cenoura"),
+        ("user", order),
     ]
     assert rows[3]["role"] == "assistant" and rows[3]["text"] == sent.text
+    [echo] = [w for w in stack.evolution.delivered_webhooks("send.message") if w.instance == instance]
+    assert echo.status == 200 and echo.body["data"]["key"]["id"] == sent.message_id
 
     await asyncio.sleep(2.0)  # a duplicate answer would have shown up by now
     assert len([s for s in stack.evolution.sent_texts(instance) if s.number.startswith("5511999990000")]) == 1
-    assert len([r for r in stack.openai.requests if "bolo de cenoura" in r.last_user_message]) == 1
+    assert len([r for r in stack.openai.requests if order in r.last_user_message]) == 1
     assert {name: n for name, n in (await depths(stack.rabbitmq_url)).items() if n} == {}
 
 

@@ -8,8 +8,10 @@ from typing import Any
 Json = dict[str, Any]
 
 
-def envelope(instance: str, data: Json, *, event: str = "messages.upsert") -> Json:
-    return {
+def envelope(
+    instance: str, data: Json, *, event: str = "messages.upsert", channel: str = "WHATSAPP-BAILEYS"
+) -> Json:
+    body = {
         "event": event,
         "instance": instance,
         "data": data,
@@ -20,6 +22,9 @@ def envelope(instance: str, data: Json, *, event: str = "messages.upsert") -> Js
         "server_url": "http://evolution:8080",
         "apikey": "instance-token-" + secrets.token_hex(4),
     }
+    if channel == "EVOLUTION":  # that channel has no number of its own
+        del body["sender"]
+    return body
 
 
 def text_webhook(
@@ -31,19 +36,37 @@ def text_webhook(
     number: str = "5511999990000",
     push_name: str = "Ana",
     from_me: bool = False,
+    channel: str = "WHATSAPP-BAILEYS",
 ) -> Json:
+    """A text as `channel` posts it: `EVOLUTION` keeps the number its feeder gave (bare digits) and sends no
+    `status`, `sender` or WhatsApp context; the Cloud API channel has no `status` either."""
+    if channel == "WHATSAPP-BAILEYS":
+        return envelope(
+            instance,
+            {
+                "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": from_me, "id": message_id},
+                "pushName": push_name,
+                "status": "DELIVERY_ACK",
+                "message": {"conversation": text, "messageContextInfo": {"messageSecret": "c2VjcmV0"}},
+                "messageType": "conversation",
+                "messageTimestamp": timestamp,
+                "instanceId": "1b0e7c5e-2f7a-4a55-9f3e-6d6f3a0b9c11",
+                "source": "android",
+            },
+        )
+    remote_jid = number if channel == "EVOLUTION" else f"{number}@s.whatsapp.net"
     return envelope(
         instance,
         {
-            "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": from_me, "id": message_id},
+            "key": {"id": message_id, "remoteJid": remote_jid, "fromMe": from_me},
             "pushName": push_name,
-            "status": "DELIVERY_ACK",
-            "message": {"conversation": text, "messageContextInfo": {"messageSecret": "c2VjcmV0"}},
+            "message": {"conversation": text},
             "messageType": "conversation",
             "messageTimestamp": timestamp,
-            "instanceId": "1b0e7c5e-2f7a-4a55-9f3e-6d6f3a0b9c11",
-            "source": "android",
+            "source": "unknown",
+            "instanceId": "40f4f9ba-94cb-444e-b7be-13da4360b5aa",
         },
+        channel=channel,
     )
 
 
