@@ -7,6 +7,7 @@ database, Redis prefix and free ports, the only settings it passes."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +57,10 @@ def test_clone_make_run_and_chat(page: Any, tmp_path: Path, rabbitmq_url: str, d
         reply.wait_for(timeout=180_000)
         answered = time.monotonic()
         expect(reply).not_to_be_empty()
+        (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser" / "newcomer.png"))
+        if os.environ.get("PAPO_README_SCREENSHOT"):  # refreshes the README's picture of the page
+            page.screenshot(path=str(REPO / "docs" / "img" / "simulator.png"))
         window = 15.0
         print(
             f"\nclone to stack ready: {ready - started:.1f}s; message to first reply: {answered - sent:.1f}s "

@@ -10,7 +10,7 @@ async function api(path, options = {}) {
 }
 
 const clock = (epochSeconds) =>
-  new Date(epochSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  new Date(epochSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 const initials = (name) => name.split(/\s+/).map((part) => part[0]).join("").slice(0, 2).toUpperCase();
 const contact = () => state.world.contacts.find((c) => c.number === state.number);
 const instance = () => state.world.instances.find((i) => i.name === state.instance);
@@ -193,7 +193,7 @@ function listen() {
     if (event.type === "hello") return;
     const key = `${event.instance}/${event.number}`;
     if (event.type === "message") {
-      state.previews[key] = event.message.kind === "audio" ? "🎤 Voice note" : event.message.text;
+      state.previews[key] = event.message.kind === "audio" ? "Voice note" : event.message.text;
       renderContacts();
     }
     if (key !== `${state.instance}/${state.number}`) return;
