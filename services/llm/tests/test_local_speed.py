@@ -24,7 +24,9 @@ def test_loading_on_cpu_sets_torch_threads(monkeypatch: pytest.MonkeyPatch, tiny
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        model_loader.load_model(ModelSource(str(tiny_model_dir)), device="cpu", cache_root=tiny_model_dir / "c")
+        model_loader.load_model(
+            ModelSource(str(tiny_model_dir)), device="cpu", cache_root=tiny_model_dir / "c"
+        )
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
