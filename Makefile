@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # `make run SKIP_INSTALL=1 VENV=...` runs from an environment that is already installed.
 SKIP_INSTALL ?=
 
-.PHONY: install infra run test test-unit test-integration lint typecheck bench clean lock
+.PHONY: install infra run test test-unit test-integration lint typecheck bench fuzz clean lock
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ test-unit: install
 
 test-integration: install infra
 	$(BIN)/pytest tests
+
+# the webhook fuzzer at depth: 10,000 fresh hostile bodies against ingest, and a larger sample through the stack
+fuzz: install infra
+	PAPO_FUZZ_PROFILE=deep PAPO_FUZZ_STACK_SAMPLE=600 $(BIN)/pytest tests/fuzz -q
 
 lint: install
 	$(BIN)/ruff check .
