@@ -53,7 +53,10 @@ async def test_a_lost_lease_is_detected_and_never_releases_the_next_holders(
 ) -> None:
     key = f"{redis_prefix}:lease"
     async with hold_lease(redis_client, key, lease_seconds=5, wait_seconds=1) as lease:
+        lease.confirm(await redis_client.get(key))
         await redis_client.set(key, b"someone-else")  # our lease lapsed and another holder took it
+        with pytest.raises(LeaseLost):
+            lease.confirm(await redis_client.get(key))
         with pytest.raises(LeaseLost):
             await lease.ensure_held()
     assert await redis_client.get(key) == b"someone-else"

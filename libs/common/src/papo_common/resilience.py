@@ -154,6 +154,18 @@ class Lease:
     def name(self) -> str:
         return str(self._lock.name)
 
+    @property
+    def token(self) -> bytes:
+        """The holder's token: what the lease key holds while the lease is ours (for a pipelined check)."""
+        token = self._lock.local.token
+        return token if isinstance(token, bytes) else str(token).encode()
+
+    def confirm(self, value: bytes | None) -> None:
+        """Raise `LeaseLost` unless `value`, read from the lease key, is our token."""
+        if self._lost or value != self.token:
+            self._lost = True
+            raise LeaseLost("the lease lapsed while held")
+
     async def ensure_held(self) -> None:
         """Raise `LeaseLost` unless the lease is still ours; check it before an effect that must happen once."""
         if self._lost or not await self._lock.owned():

@@ -211,6 +211,14 @@ class HistoryStore:
         """Drop the hot history (a session closed). What was recorded stays, so nothing is answered twice."""
         await self._redis.delete(keys.history)
 
+    async def counter_and_lease(self, keys: ConversationKeys) -> tuple[int, bytes | None]:
+        """debounce's counter and the turn lease's value, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.inbound_seq)
+            pipe.get(keys.turn_lock)
+            counter, lease = await pipe.execute()
+        return int(counter or 0), lease
+
     async def inbound_seq(self, keys: ConversationKeys) -> int:
         """How many messages debounce has counted for the conversation (0 when it has no counter)."""
         return int(await self._redis.get(keys.inbound_seq) or 0)

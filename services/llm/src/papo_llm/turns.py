@@ -157,10 +157,11 @@ class TurnTaker:
         )
         async with self._completions:
             completion = await self._complete(prompt)
-        if await self._store.inbound_seq(keys) > latest:
+        counter, holder = await self._store.counter_and_lease(keys)
+        if counter > latest:
             # the person said more while we were thinking: the next burst answers everything at once
             return "superseded"
-        await lease.ensure_held()
+        lease.confirm(holder)
         await self._publish(reply_for(burst, pending, completion))
         await self._settle(keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)])
         return "answered"
@@ -198,8 +199,9 @@ class TurnTaker:
     async def _settle(
         self, keys: ConversationKeys, burst: Burst, settled: Sequence[PendingMessage], turns: Sequence[Turn]
     ) -> None:
-        await self._store.settle(keys, settled, turns)
-        await self._sessions.touch(burst.conversation)
+        await asyncio.gather(
+            self._store.settle(keys, settled, turns), self._sessions.touch(burst.conversation)
+        )
 
     async def _obey(
         self,
