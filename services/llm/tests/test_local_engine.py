@@ -172,15 +172,20 @@ async def test_a_completion_that_cannot_start_before_its_deadline_times_out_with
 
 
 async def test_readiness_fails_until_the_model_has_loaded(tiny_model_dir: Path) -> None:
-    release = threading.Event()
-    engine = engine_for(tiny_model_dir, slow_down=lambda loaded: release.wait(10))
+    release, loading = threading.Event(), threading.Event()
+
+    def hold(loaded: LoadedModel) -> None:
+        loading.set()
+        release.wait(10)
+
+    engine = engine_for(tiny_model_dir, slow_down=hold)
     [check] = engine.readiness_checks().values()
 
     with pytest.raises(ModelLoading):
         await check()
     await engine.start()
     waiting = asyncio.create_task(engine.complete(PROMPT))
-    await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(loading.wait, 10), "the load started"
     with pytest.raises(ModelLoading):
         await check()
     assert not waiting.done()
