@@ -153,27 +153,30 @@ async def fill_queue(settings: PersistSettings, messages: list[InboundMessage]) 
             await asyncio.gather(*(publish(broker, m) for m in messages[start : start + 500]))
 
 
-async def measure(name: str, settings: PersistSettings, count: int, conversations: int) -> float:
+async def measure(
+    name: str, settings: PersistSettings, count: int, conversations: int
+) -> tuple[float, float]:
+    """Rows per second, and this process's CPU microseconds per row (which a loaded machine disturbs less)."""
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     await fill_queue(settings, contracts(instance, count, conversations))
     dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
     db = await asyncpg.connect(dsn)
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         async with CONSUMERS[name](settings):
             # a row counts once another connection can see it
             while await db.fetchval("SELECT count(*) FROM messages WHERE instance = $1", instance) < count:  # noqa: ASYNC110 - polling PostgreSQL is the measurement
                 await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         await db.close()
-    return count / elapsed
+    return count / elapsed, 1e6 * cpu / count
 
 
 async def run_rounds(
     settings: PersistSettings, count: int, conversations: int, rounds: int
-) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {name: [] for name in CONSUMERS}
+) -> dict[str, list[tuple[float, float]]]:
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in CONSUMERS}
     for round_ in range(rounds):  # alternate, so neither side always runs on a warmer database
         order = list(CONSUMERS) if round_ % 2 == 0 else list(reversed(CONSUMERS))
         for name in order:
@@ -191,10 +194,15 @@ def main(count: int, conversations: int, rounds: int) -> None:
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
     for name, values in figures.items():
-        print(f"  {name:<5} rows/s: " + "  ".join(f"{value:8.0f}" for value in values))
-    best = {name: max(values) for name, values in figures.items()}
+        print(f"  {name:<5} rows/s:     " + "  ".join(f"{rate:8.0f}" for rate, _ in values))
+        print(f"  {name:<5} CPU µs/row: " + "  ".join(f"{cpu:8.1f}" for _, cpu in values))
+    best = {name: max(rate for rate, _ in values) for name, values in figures.items()}
+    cpu = {name: min(cpu for _, cpu in values) for name, values in figures.items()}
     print(
         f"  best: papo {best['papo']:.0f} rows/s, raw {best['raw']:.0f} rows/s, ratio {best['papo'] / best['raw']:.2f}"
+    )
+    print(
+        f"  CPU per row: papo {cpu['papo']:.1f} µs, raw {cpu['raw']:.1f} µs, ratio {cpu['raw'] / cpu['papo']:.2f}"
     )
 
 
