@@ -216,3 +216,22 @@ async def test_with_tracing_on_each_message_gets_a_span_under_its_publishers(wri
     assert len(spans) == 2
     [child] = [span for span in spans if span.parent is not None]
     assert child.context.trace_id == publishing.get_span_context().trace_id
+
+
+async def test_a_bug_in_a_batch_requeues_what_is_still_open_and_the_loop_goes_on(
+    harness: Harness, writer: FakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(contracts: Sequence[PersistedContract]) -> None:
+        raise AssertionError("a bug outside the writer")
+
+    monkeypatch.setattr(harness.consumer, "_write", broken)
+    for tag in (1, 2, 3):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await harness.until_settled(3)
+    monkeypatch.undo()
+    for tag in (4, 5, 6):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await harness.until_settled(4)
+
+    assert harness.settled == [("nack", 1, True), ("nack", 2, True), ("nack", 3, True), ("ack", 6, True)]
+    assert writer.committed == [["M4", "M5", "M6"]]

@@ -139,8 +139,14 @@ class BatchConsumer:
         while batch := await self._gather():
             try:
                 await self._handle(batch)
-            except Exception:  # a bug must not kill the loop; the batch stays unacked and is redelivered
+            except Exception:  # a bug must not kill the loop: what is still open is redelivered
                 logger.exception("persist batch failed unexpectedly")
+                await self._requeue_open(batch)
+
+    async def _requeue_open(self, batch: list[Delivery]) -> None:
+        for delivery in batch:
+            if _tag(delivery) in self._unsettled.get(delivery.channel, set()):
+                await self._settle(delivery.channel, [delivery], "error", delivery.nack(requeue=True))
 
     async def _gather(self) -> list[Delivery]:
         first = await self._inbox.get()
