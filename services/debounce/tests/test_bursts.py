@@ -322,3 +322,24 @@ async def test_flush_continues_the_trace_of_the_first_message(
     [flush] = [span for span in exporter.get_finished_spans() if span.name == "papo.debounce.flush"]
     assert flush.context.trace_id == webhook.get_span_context().trace_id
     assert flush.attributes["papo.burst.messages"] == 2
+
+
+async def test_a_burst_claimed_by_the_previous_version_is_republished(
+    store: DebounceStore, redis: Redis, settings: DebounceSettings, clock: FakeClock
+) -> None:
+    """A rolling upgrade: the old scripts wrote no burst id or token into the claim; its lease runs out and a new
+    replica still publishes the burst."""
+    await store.add_message(text_message("A", "oi"))
+    clock.advance(16)
+
+    async def crash(burst: Burst) -> None:
+        raise ConnectionError("the old replica died")
+
+    await Flusher(store, crash).flush_due()
+    meta = ConversationKeys(settings.redis_key_prefix, ANA).scoped("debounce:flushing:meta")
+    await redis.hdel(meta, "burst_id", "claim_token")
+    clock.advance(31)
+    flusher, out = flusher_for(store)
+    assert await flusher.flush_due() == 1
+    assert [item.message_id for item in out.bursts[0].items] == ["A"]
+    assert await flusher.flush_due() == 0

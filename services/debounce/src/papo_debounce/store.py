@@ -111,7 +111,8 @@ def _flushing(conversation: ConversationRef, token: str, reply: list[Any]) -> Fl
     return Flushing(
         conversation=conversation,
         token=token,
-        burst_id=meta[b"burst_id"].decode(),
+        # a burst claimed by a replica of the version before ids were given at the claim gets a fresh one
+        burst_id=meta[b"burst_id"].decode() if b"burst_id" in meta else token,
         items=tuple(items),
         transcripts=transcripts,
         chat_id=meta[b"chat_id"].decode(),
