@@ -343,3 +343,23 @@ async def test_a_burst_claimed_by_the_previous_version_is_republished(
     assert await flusher.flush_due() == 1
     assert [item.message_id for item in out.bursts[0].items] == ["A"]
     assert await flusher.flush_due() == 0
+
+
+async def test_a_full_page_held_behind_unfinished_publishes_does_not_spin(
+    store: DebounceStore, clock: FakeClock
+) -> None:
+    people = [ConversationRef(instance="loja", user_id=f"55119{n:08}@s.whatsapp.net") for n in range(3)]
+    for person in people:
+        await store.add_message(text_message("A", "oi", conversation=person))
+    clock.advance(16)
+
+    async def crash(burst: Burst) -> None:
+        raise ConnectionError("broker went away")
+
+    await Flusher(store, crash).flush_due()  # each conversation's first burst is claimed, unfinished
+    for person in people:
+        await store.add_message(text_message("B", "oi?", seconds=1, conversation=person))
+    clock.advance(16)
+    flusher = Flusher(store, Collector(), page_size=3, poll_interval=0.2)
+    assert await flusher.flush_due() == 0, "every second burst waits for its first"
+    assert flusher.next_delay() == 0.2, "a full page, but nothing could be claimed: wait"

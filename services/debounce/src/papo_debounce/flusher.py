@@ -59,11 +59,7 @@ class Flusher:
         """One pass: publish every due burst and every burst whose publisher's lease expired (one page of
         each); returns how many were published."""
         due, expired, wait = await self._store.scan(self._page_size)
-        full = max(len(due), len(expired)) >= self._page_size
-        if full:
-            self._next_delay = 0.0
-        else:
-            self._next_delay = self._poll_interval if wait is None else min(self._poll_interval, wait)
+        self._next_delay = self._poll_interval if wait is None else min(self._poll_interval, wait)
         claimed: list[Flushing] = []
         if expired:
             retaken = await self._store.reclaim(expired)
@@ -74,6 +70,9 @@ class Flusher:
             claimed += retaken
         if due:
             claimed += await self._store.claim(due)
+        if claimed and max(len(due), len(expired)) >= self._page_size:
+            # more is waiting; but a page of bursts all held behind their previous publish is no reason to spin
+            self._next_delay = 0.0
         if not claimed:
             return 0
         return await self._publish_all(claimed)
