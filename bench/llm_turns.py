@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import httpx
+import uvloop
 
 from papo_common.broker import make_broker, publish
 from papo_common.contracts import Burst, BurstItem, ConversationRef
@@ -152,8 +153,11 @@ async def peer_round(base_url: str, args: argparse.Namespace) -> tuple[float, fl
 
 
 def main(args: argparse.Namespace) -> None:
-    with infra.rabbitmq_vhost() as rabbitmq_url, infra.postgres_database() as database_url:
-        asyncio.run(run(args, rabbitmq_url, database_url))
+    with contextlib.ExitStack() as stack:
+        rabbitmq_url = args.rabbitmq_url or stack.enter_context(infra.rabbitmq_vhost())
+        database_url = stack.enter_context(infra.postgres_database())
+        # the event loop the service runs on: uvicorn picks uvloop, a dependency of papo-llm
+        uvloop.run(run(args, rabbitmq_url, database_url))
 
 
 _FAKE = """
@@ -230,4 +234,8 @@ if __name__ == "__main__":
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--per-conversation", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rabbitmq-url",
+        help="a broker (vhost) of the bench's own; default: a fresh vhost on the local RabbitMQ",
+    )
     main(parser.parse_args())

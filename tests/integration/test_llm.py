@@ -421,15 +421,20 @@ def _broken_store_settings(broken, rabbitmq_url, database_url, redis_url, redis_
 
 
 async def _queued_in(amqp, queue_name: str, burst_id: str) -> bool:
-    """Whether `burst_id` waits in `queue_name` (looked at and put back)."""
+    """Whether `burst_id` waits in `queue_name`. Found, it is taken out, so it never comes back to a later
+    test's llm; other messages are put back."""
     channel = await amqp.channel()
     queue = await channel.declare_queue(queue_name, passive=True)
     seen = []
     while (message := await queue.get(fail=False)) is not None:
         seen.append(message)
-    found = any(json.loads(m.body)["burst_id"] == burst_id for m in seen)
+    found = False
     for message in seen:
-        await message.nack(requeue=True)
+        if json.loads(message.body)["burst_id"] == burst_id:
+            found = True
+            await message.ack()
+        else:
+            await message.nack(requeue=True)
     await channel.close()
     return found
 
