@@ -40,7 +40,9 @@ class MemorySeen:
     def key(self, instance: str, message_id: str) -> str:
         return f"{instance}\x1f{message_id}"
 
-    async def claim(self, key: str, token: bytes, *, wait_seconds: float) -> ClaimOutcome:
+    async def claim(
+        self, key: str, token: bytes, *, wait_seconds: float, alongside: object = None
+    ) -> ClaimOutcome:
         holder = self.values.setdefault(key, token)
         if holder == token:
             return ClaimOutcome.CLAIMED

@@ -176,3 +176,33 @@ async def test_ignored_and_rejected_touch_nothing(redis: Redis, prefix: str) -> 
     assert (await intake.receive({"event": "messages.upsert"})).status == "rejected"
     assert broker.published == []
     assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
+
+
+async def test_one_redis_round_trip_per_webhook(
+    redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claim and the person's identity lookup share one round trip; the published mark is written behind the
+    answer (and pipelined with the other answers' marks)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from papo_common.own_sends import OwnSends
+    from papo_ingest.senders import Senders
+
+    await redis.ping()  # the pool's connection is open before counting
+    intake = make_intake(redis, prefix, FakeBroker(), senders=Senders(redis, prefix, OwnSends(redis, prefix)))
+    await intake.receive(fixture("text_conversation") | {"instance": "warm-up"})  # loads the scripts
+    await intake._seen.flush()
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    assert sent == 1
+    await intake._seen.flush()
+    assert sent == 2, "the published mark, once the answer is out"
+    assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F") == PUBLISHED

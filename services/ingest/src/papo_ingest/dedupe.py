@@ -19,9 +19,12 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+Alongside = tuple[Callable[[Pipeline], Awaitable[int]], Callable[[Any], None]]
+"""Commands sent in the claim's round trip: (queue them on the pipeline, returning how many; take the reply)."""
 
 
 class ClaimOutcome(Enum):
@@ -71,19 +78,35 @@ class SeenMessages:
         """The Redis key of one message."""
         return f"{self._prefix}:{instance}:{message_id}"
 
-    async def claim(self, key: str, token: bytes, *, wait_seconds: float) -> ClaimOutcome:
+    async def claim(
+        self, key: str, token: bytes, *, wait_seconds: float, alongside: Alongside | None = None
+    ) -> ClaimOutcome:
         """Claim the message for publishing, or learn that it was published, waiting up to `wait_seconds`
-        for a concurrent holder to finish."""
+        for a concurrent holder to finish. `alongside` rides on the first round trip: it queues its own
+        commands on the pipeline, returns how many, and is given their replies."""
         deadline = time.monotonic() + wait_seconds
+        holder = await self._first_claim(key, token, alongside)
         while True:
-            holder = await self._redis.set(key, token, nx=True, px=self._claim_ttl_ms, get=True)
             if holder is None:
                 return ClaimOutcome.CLAIMED
             if holder == PUBLISHED:
                 return ClaimOutcome.DUPLICATE
             if time.monotonic() >= deadline:
                 return ClaimOutcome.IN_FLIGHT
-            await asyncio.sleep(self._poll)
+            await asyncio.sleep(self._poll)  # the holder's outcome arrives as a value: poll for it
+            holder = await self._redis.set(key, token, nx=True, px=self._claim_ttl_ms, get=True)
+
+    async def _first_claim(self, key: str, token: bytes, alongside: Alongside | None) -> Any:
+        if alongside is None:
+            return await self._redis.set(key, token, nx=True, px=self._claim_ttl_ms, get=True)
+        queue, answer = alongside
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, token, nx=True, px=self._claim_ttl_ms, get=True)
+            added = await queue(pipe)
+            holder, *replies = await pipe.execute()
+        if added:
+            answer(replies[0])
+        return holder
 
     def confirm(self, key: str) -> None:
         """Mark the message published for the dedupe TTL, written behind the answer with the others that

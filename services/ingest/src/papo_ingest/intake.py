@@ -21,7 +21,7 @@ from papo_common.contracts import InboundMessage, utcnow
 from papo_ingest.dedupe import ClaimOutcome, SeenMessages, new_claim_token
 from papo_ingest.evolution import ConnectionUpdate, Ignored, IntakePolicy, MalformedWebhook, parse_webhook
 from papo_ingest.instances import Instances
-from papo_ingest.senders import Senders
+from papo_ingest.senders import OWN_SEND, Senders
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +79,15 @@ class Intake:
             return Outcome("rejected", "invalid_message", first_error(error))
         if isinstance(parsed, Ignored):
             return Outcome("ignored", parsed.reason, parsed.detail)
-        try:
-            if isinstance(parsed, ConnectionUpdate):
+        if isinstance(parsed, ConnectionUpdate):
+            try:
                 return await self._connection_changed(parsed)
-            if not self._broker_ready():
-                return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
-            resolved = await self._senders.resolve(parsed) if self._senders else parsed
-        except (RedisError, OSError) as error:
-            logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
-            return Outcome("unavailable", "redis", "Redis is unavailable")
-        if isinstance(resolved, Ignored):
-            return Outcome("ignored", resolved.reason, resolved.detail)
-        return await self._publish_once(resolved)
+            except (RedisError, OSError) as error:
+                logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
+                return Outcome("unavailable", "redis", "Redis is unavailable")
+        if not self._broker_ready():
+            return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
+        return await self._publish_once(parsed)
 
     async def _connection_changed(self, update: ConnectionUpdate) -> Outcome:
         if self._instances is None:
@@ -101,8 +98,20 @@ class Intake:
     async def _publish_once(self, message: InboundMessage) -> Outcome:
         key = self._seen.key(message.conversation.instance, message.message_id)
         token = new_claim_token()
+        # the person's identity is looked up in the claim's round trip: one round trip per webhook
+        lookup = self._senders.lookup(message) if self._senders else None
         try:
-            claim = await self._seen.claim(key, token, wait_seconds=self._timeout)
+            claim = await self._seen.claim(
+                key,
+                token,
+                wait_seconds=self._timeout,
+                alongside=(lookup.queue, lookup.answer) if lookup else None,
+            )
+            if claim is ClaimOutcome.CLAIMED and lookup is not None:
+                message = lookup.message
+                if self._senders is not None and await self._senders.is_own(message):
+                    await self._seen.release(key, token)
+                    return Outcome("ignored", OWN_SEND.reason, OWN_SEND.detail)
         except (RedisError, OSError) as error:
             logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
             return Outcome("unavailable", "redis", "Redis is unavailable")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.own_sends import OwnSends
@@ -58,19 +59,19 @@ class Senders:
             return OWN_SEND
         return message
 
+    def lookup(self, message: InboundMessage) -> PersonLookup:
+        """The identity lookup of `message`, to be sent in another request's round trip (ingest's claim)."""
+        return PersonLookup(self, message)
+
+    async def is_own(self, message: InboundMessage) -> bool:
+        """Whether a message from the business's side is papo's own echo."""
+        return message.from_me and await self._is_own(message)
+
     async def _one_person(self, message: InboundMessage) -> InboundMessage:
-        ref = message.conversation
-        if not ref.user_id.endswith(PERSON_SUFFIXES):
-            return message
-        jids = (ref.user_id, *message.aliases)
-        raw = await self._resolve(keys=[identity_key(self._prefix, ref.instance)], args=list(jids))
-        canonical = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if canonical == ref.user_id:
-            return message
-        aliases = tuple(sorted({j for j in jids if j != canonical}))
-        return message.model_copy(
-            update={"conversation": ref.model_copy(update={"user_id": canonical}), "aliases": aliases}
-        )
+        lookup = self.lookup(message)
+        if lookup.needed:
+            lookup.answer(await self._resolve(**lookup.call))
+        return lookup.message
 
     async def _is_own(self, message: InboundMessage) -> bool:
         instance = message.conversation.instance
@@ -79,6 +80,42 @@ class Senders:
             if await self._own_sends.is_own(instance, chat, message.message_id, message.text):
                 return True
         return False
+
+
+class PersonLookup:
+    """One message's identity lookup: `queue` it on a pipeline, then give `answer` its reply; `message` is then
+    the message on its person's conversation."""
+
+    def __init__(self, senders: Senders, message: InboundMessage) -> None:
+        self._senders = senders
+        self.message = message
+        ref = message.conversation
+        self.needed = ref.user_id.endswith(PERSON_SUFFIXES)
+        self._jids = (ref.user_id, *message.aliases)
+        self.call: dict[str, Any] = {
+            "keys": [identity_key(senders._prefix, ref.instance)],
+            "args": list(self._jids),
+        }
+
+    async def queue(self, pipe: Pipeline) -> int:
+        """Add the lookup to `pipe`; returns how many replies it adds."""
+        if not self.needed:
+            return 0
+        # EVAL, not the registered script: a pipeline holding scripts first asks Redis whether they are
+        # loaded, a second round trip; the script is short and Redis keeps it compiled
+        keys, args = self.call["keys"], self.call["args"]
+        await pipe.eval(_RESOLVE, len(keys), *keys, *args)
+        return 1
+
+    def answer(self, raw: Any) -> None:
+        ref = self.message.conversation
+        canonical = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if canonical == ref.user_id:
+            return
+        aliases = tuple(sorted({j for j in self._jids if j != canonical}))
+        self.message = self.message.model_copy(
+            update={"conversation": ref.model_copy(update={"user_id": canonical}), "aliases": aliases}
+        )
 
 
 def identity_key(prefix: str, instance: str) -> str:
