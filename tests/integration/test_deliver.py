@@ -22,6 +22,9 @@ from pydantic import SecretStr
 
 from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply, ReplySent
+from papo_common.metrics import REPLIES
+from papo_common.own_sends import set_instance_state
+from papo_common.redis import make_redis
 from papo_common.topology import DELIVER, EXCHANGE, RoutingKey
 from papo_deliver.app import create_app
 from papo_deliver.settings import DeliverSettings
@@ -250,3 +253,31 @@ async def test_a_configuration_error_is_redelivered_and_sent_once_the_key_is_fix
 
     assert [r.status for r in evolution.requests_to("sendText")] == [401, 201], "not retried in the handler"
     assert len(evolution.sent_texts()) == 1
+
+
+async def test_replies_of_a_disconnected_instance_wait_and_go_out_once_it_reconnects(
+    evolution: FakeEvolution,
+    make_settings: Callable[..., DeliverSettings],
+    probe: RabbitBroker,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    redis = make_redis(redis_url)
+    await set_instance_state(redis, redis_prefix, INSTANCE, "close")  # ingest saw connection.update close
+    held_before = REPLIES.labels(instance=INSTANCE, outcome="held")._value.get()
+    async with running(make_settings(evolution.url)):
+        sent_queue = await reply_sent_queue(probe)
+        reply = make_reply()
+        await publish(probe, reply)
+        while REPLIES.labels(instance=INSTANCE, outcome="held")._value.get() == held_before:
+            await asyncio.sleep(0.05)
+        assert evolution.requests == [], "nothing is sent into a closed session"
+        await set_instance_state(redis, redis_prefix, INSTANCE, "open")
+        [message] = await collect(sent_queue, reply.reply_id, count=1, timeout=15)
+
+    assert ReplySent.model_validate_json(message.body).whatsapp_message_ids == (
+        evolution.sent_texts()[0].message_id,
+    )
+    dead_letters = await probe.declare_queue(DELIVER.dead_letter_queue)
+    assert await collect(dead_letters, reply.reply_id, count=1, timeout=0.5) == []
+    await redis.aclose()
