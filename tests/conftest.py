@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,8 +50,14 @@ async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[objec
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Cross-service tests talk to the real broker, Redis and PostgreSQL: all of them are integration, or
+    e2e and chaos where they run the services as processes. Contract tests read files only."""
+    here = Path(__file__).parent
     for item in items:
-        if "/integration/" in str(item.path):
-            item.add_marker(pytest.mark.integration)
-        if "/e2e/" in str(item.path):
+        if here not in item.path.parents or here / "contract" in item.path.parents:
+            continue  # the hook sees every collected test; unit tests elsewhere keep their own marks
+        path = str(item.path)
+        if "/e2e/" in path:
             item.add_marker(pytest.mark.e2e)
+        if not any(item.get_closest_marker(name) for name in ("e2e", "chaos")):
+            item.add_marker(pytest.mark.integration)
