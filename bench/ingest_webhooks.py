@@ -158,7 +158,7 @@ def wrk_round(
     try:
         cpu_before, started = cpu_seconds(pid), time.monotonic()
         output = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", script.name, url],
             capture_output=True,
             text=True,
             check=True,
