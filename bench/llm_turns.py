@@ -238,4 +238,8 @@ if __name__ == "__main__":
         "--rabbitmq-url",
         help="a broker (vhost) of the bench's own; default: a fresh vhost on the local RabbitMQ",
     )
-    main(parser.parse_args())
+    parser.add_argument("--quick", action="store_true", help="200 turns, one round (for `make bench`)")
+    options = parser.parse_args()
+    if options.quick:
+        options.turns, options.rounds = min(options.turns, 200), 1
+    main(options)
