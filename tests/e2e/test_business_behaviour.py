@@ -18,7 +18,10 @@ import httpx
 from papo_common.contracts import ConversationRef
 from papo_common.redis import ConversationKeys, make_redis
 from papo_testing.fake_openai import default_responder
+from papo_testing.quiescence import settled
 from papo_testing.webhooks import text_webhook
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the stack fixture's Redis (tests/e2e/conftest.py)
 
 Stack = Any  # the `stack` fixture of tests/e2e/conftest.py
 
@@ -95,7 +98,7 @@ async def test_an_operator_message_pauses_the_bot(stack: Stack) -> None:
     )
     assert await post(stack, operator) == ["accepted"]
     await post(stack, text_webhook(stack.instance, "OPA2", "obrigada!", now(), number=number))
-    await asyncio.sleep(3.5)
+    await settled(stack.rabbitmq_url, REDIS_URL, stack.redis_prefix)
     assert texts_to(stack, number) == [], "the human answered; the bot stays out"
     rows = await eventually(lambda: _when(rows_of(stack, number), lambda r: len(r) == 3))
     assert [row["role"] for row in rows] == ["user", "operator", "user"], "everything is still recorded"
@@ -107,7 +110,7 @@ async def test_asking_for_a_human_gets_a_notice_and_silence(stack: Stack) -> Non
     [notice] = await eventually(lambda: _ready(texts_to(stack, number)))
     assert "equipe" in notice.text
     await post(stack, text_webhook(stack.instance, "HU2", "alguém aí?", now(), number=number))
-    await asyncio.sleep(3.0)
+    await settled(stack.rabbitmq_url, REDIS_URL, stack.redis_prefix)
     assert len(texts_to(stack, number)) == 1
 
 
@@ -154,7 +157,7 @@ async def test_stale_backlog_is_recorded_but_not_answered(stack: Stack) -> None:
         stack, text_webhook(stack.instance, "ST1", "oi, tem pão?", now() - 3 * 3600, number=number)
     ) == ["accepted"]
     await eventually(lambda: _when(rows_of(stack, number), lambda r: len(r) == 1))
-    await asyncio.sleep(2.5)
+    await settled(stack.rabbitmq_url, REDIS_URL, stack.redis_prefix)
     assert texts_to(stack, number) == []
 
 

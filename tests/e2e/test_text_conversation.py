@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from papo_testing.fake_evolution import BAILEYS, BUSINESS, EVOLUTION
+from papo_testing.quiescence import settled
 from papo_testing.rabbit import depths
 from papo_testing.webhooks import text_webhook
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the stack fixture's Redis (tests/e2e/conftest.py)
 
 Stack = Any  # the `stack` fixture of tests/e2e/conftest.py
 
@@ -83,7 +86,7 @@ async def test_burst_is_answered_once_in_order_and_remembered(stack: Stack, chan
     [echo] = [w for w in stack.evolution.delivered_webhooks("send.message") if w.instance == instance]
     assert echo.status == 200 and echo.body["data"]["key"]["id"] == sent.message_id
 
-    await asyncio.sleep(2.0)  # a duplicate answer would have shown up by now
+    await settled(stack.rabbitmq_url, REDIS_URL, stack.redis_prefix)  # nothing left that could answer again
     assert len([s for s in stack.evolution.sent_texts(instance) if s.number.startswith("5511999990000")]) == 1
     assert len([r for r in stack.openai.requests if order in r.last_user_message]) == 1
     assert {name: n for name, n in (await depths(stack.rabbitmq_url)).items() if n} == {}
@@ -123,7 +126,7 @@ async def test_text_voice_text_is_one_ordered_prompt_and_one_reply(stack: Stack)
         return [s for s in stack.evolution.sent_texts(stack.instance) if s.number.startswith(number)]
 
     await wait_until(sent, timeout=90)
-    await asyncio.sleep(2.0)
+    await settled(stack.rabbitmq_url, REDIS_URL, stack.redis_prefix)
     assert len(await sent()) == 1, "one answer for the whole burst"
     [request] = [r for r in stack.openai.requests if "e aí?" in r.last_user_message]
     lines = request.last_user_message.splitlines()
