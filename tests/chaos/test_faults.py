@@ -285,6 +285,9 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
         stack.add_replica("llm")
         stack.wait_ready(120)
         url = stack.url("ingest", "/webhook/evolution")
+        # As in production, Evolution announces each sendText to ingest (`send.message`): the evidence a
+        # deliver killed mid-send reads to confirm a chunk instead of sending it again.
+        chaos_env["evolution"].set_webhook(url, headers={"x-papo-token": WEBHOOK_TOKEN})
         limits = httpx.Limits(max_connections=24, max_keepalive_connections=24)
         async with httpx.AsyncClient(headers={"x-papo-token": WEBHOOK_TOKEN}, limits=limits) as client:
 

@@ -51,7 +51,7 @@ async def test_a_reply_is_sent_and_recorded_under_the_service_prefix(
     assert not outcome.already_sent
     base = f"{redis_prefix}:conv:{{acme:5511987654321@s.whatsapp.net}}:deliver:{reply.reply_id}"
     keys = sorted([key.decode() async for key in redis.scan_iter(match=f"{redis_prefix}:*")])
-    assert keys == [f"{base}:chunks", f"{base}:sent"]  # the lock is gone: released after sending
+    assert keys == [f"{base}:chunks", f"{base}:in-flight", f"{base}:sent"]  # the lock is gone: released after sending
     for key in keys:
         assert 0 < await redis.ttl(key) <= SENT_TTL
 

@@ -3,6 +3,10 @@
 Evolution may emit `send.message` (and other linked devices a `fromMe` upsert) before its `sendText` HTTP call
 answers with the message id. So deliver first `expect`s the text (a hash, kept for a short while), then `record`s
 the id; an echo is papo's own when either is known for that chat.
+
+The match also leaves evidence that the send happened: the text's expectation, answered with the message id
+(`sent_evidence`). deliver reads it when it finds a chunk it had started to send but never recorded (it was
+killed mid-send), and confirms the chunk instead of sending it again: Evolution has no idempotency key.
 """
 
 from __future__ import annotations
@@ -39,9 +43,21 @@ class OwnSends:
     def _text_key(self, instance: str, chat_jid: str, text: str) -> str:
         return f"{self._prefix}:own:{instance}:text:{_chat(chat_jid)}:{_text_hash(text)}"
 
+    def _evidence_key(self, instance: str, chat_jid: str, text: str) -> str:
+        return f"{self._prefix}:own:{instance}:sent:{_chat(chat_jid)}:{_text_hash(text)}"
+
     async def expect(self, instance: str, chat_jid: str, text: str) -> None:
-        """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's."""
-        await self._redis.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
+        """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's.
+        Evidence of an earlier send of the same words is forgotten: from now on it can only be this one's."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
+            pipe.delete(self._evidence_key(instance, chat_jid, text))
+            await pipe.execute()
+
+    async def sent_evidence(self, instance: str, chat_jid: str, text: str) -> str | None:
+        """The message id of the expected `text`'s send, once its echo matched or its id was recorded; None
+        while neither happened."""
+        return _decoded(await self._redis.get(self._evidence_key(instance, chat_jid, text)))
 
     async def record(self, instance: str, chat_jid: str, message_id: str, *, text: str | None = None) -> None:
         """Call once `sendText` returned the message id (`key.id`). With the `text` that was expected, the
@@ -51,6 +67,11 @@ class OwnSends:
             pipe.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
             if text is not None:
                 pipe.delete(self._text_key(instance, chat_jid, text))
+                pipe.set(
+                    self._evidence_key(instance, chat_jid, text),
+                    message_id.encode(),
+                    ex=EXPECTED_TEXT_TTL_SECONDS,
+                )
             await pipe.execute()
 
     async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
@@ -61,8 +82,16 @@ class OwnSends:
         # One expected text matches one echo (GETDEL): a second message with the same words is not papo's.
         if text is None or await self._redis.getdel(self._text_key(instance, chat_jid, text)) is None:
             return False
-        # Later echoes of the same message (send.message, then a linked device's upsert) match by id.
-        await self._redis.set(id_key, b"1", ex=self._ttl)
+        # Later echoes of the same message (send.message, then a linked device's upsert) match by id; the
+        # evidence tells a deliver killed mid-send that this text went out.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(id_key, b"1", ex=self._ttl)
+            pipe.set(
+                self._evidence_key(instance, chat_jid, text),
+                message_id.encode(),
+                ex=EXPECTED_TEXT_TTL_SECONDS,
+            )
+            await pipe.execute()
         return True
 
 

@@ -48,6 +48,7 @@ def make_deliverer(settings: DeliverSettings, redis: Redis, http: httpx.AsyncCli
             refusals=RefusalMemory(settings.deliver_refusal_memory_seconds),
         ),
         own_sends=OwnSends(redis, prefix),
+        echo_wait_seconds=settings.deliver_echo_wait_seconds,
     )
 
 

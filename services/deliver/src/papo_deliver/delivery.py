@@ -2,7 +2,10 @@
 
 Under the reply's lock: fix how the reply is split (once, on its first delivery), read which chunks Evolution
 already accepted, mark the answered messages as read before the first chunk, send the others in order, and
-record each one the moment Evolution accepts it. A redelivery of a fully sent reply sends nothing and reports the
+record each one the moment Evolution accepts it. Each chunk is marked in flight right before its `sendText`;
+a redelivery that finds one in flight but not recorded (the previous holder was killed mid-send) waits up to
+`echo_wait_seconds` for the evidence papo's own echo leaves (`OwnSends.sent_evidence`) and confirms the chunk
+with it; only without evidence is the chunk sent again. A redelivery of a fully sent reply sends nothing and reports the
 recorded ids again, so the `ReplySent` that may have been lost with a crash is published after all.
 
 Before any of that, `handle` withholds an answer to a chat a human took over, and holds every reply of an
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,13 +32,14 @@ from papo_common.metrics import REPLIES
 from papo_common.own_sends import OwnSends, instance_state
 from papo_deliver.chunking import split_reply
 from papo_deliver.courtesy import Courtesies
-from papo_deliver.ledger import DeliveryLedger, SentChunk
+from papo_deliver.ledger import DeliveryLedger, ReplyLock, SentChunk
 from papo_deliver.send_slots import SendSlots
 from papo_deliver.sending import UNSPACED, Chat, TypingPace, send_texts
 
 logger = logging.getLogger(__name__)
 
 _RECORD_ATTEMPTS = 3
+_EVIDENCE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class ReplyDeliverer:
         mark_read: bool = False,
         courtesies: Courtesies | None = None,
         own_sends: OwnSends | None = None,
+        echo_wait_seconds: float = 5.0,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -82,6 +88,7 @@ class ReplyDeliverer:
         self._mark_read = mark_read
         self._courtesies = courtesies if courtesies is not None else Courtesies(client)
         self._own_sends = own_sends
+        self._echo_wait_seconds = echo_wait_seconds
 
     async def handle(self, reply: Reply) -> ReplySent | None:
         """What deliver does with one `Reply`: None when it is withheld (a human took over the chat), else
@@ -131,6 +138,21 @@ class ReplyDeliverer:
                 sent[index] = SentChunk(message.message_id, utcnow())
                 await self._record(reply, index, sent[index])
 
+            async def mark_in_flight(index: int) -> None:
+                await self._ledger.mark_in_flight(reply, index, utcnow())
+
+            if not already_sent:
+                for index in sorted(await self._ledger.in_flight_chunks(reply) - set(sent)):
+                    evidence = await self._sent_evidence(chat, texts[index], lock)
+                    if evidence is None:
+                        break  # not sent, as far as papo can tell: it is sent again below
+                    logger.info(
+                        "a chunk sent before a crash is confirmed by its echo, not sent again",
+                        extra={"reply_id": reply.reply_id, "chunk": index},
+                    )
+                    await record(index, SentMessage(evidence, None, None))
+                already_sent = all(index in sent for index in range(len(texts)))
+
             if not already_sent:
                 if self._mark_read and 0 not in sent:  # read once, before the first chunk
                     await lock.renew()
@@ -142,6 +164,7 @@ class ReplyDeliverer:
                     pace=self._pace,
                     policy=self._policy,
                     on_sent=record,
+                    on_sending=mark_in_flight,
                     already_sent=set(sent),
                     before_each_call=lock.renew,
                     slots=self._slots,
@@ -155,6 +178,20 @@ class ReplyDeliverer:
             sent_at=max(chunk.sent_at for chunk in chunks),
             already_sent=already_sent,
         )
+
+    async def _sent_evidence(self, chat: Chat, text: str, lock: ReplyLock) -> str | None:
+        """The message id papo's own echo left for `text`, waiting up to `echo_wait_seconds` for it."""
+        if self._own_sends is None:
+            return None
+        deadline = time.monotonic() + self._echo_wait_seconds
+        while (
+            evidence := await self._own_sends.sent_evidence(chat.instance, chat.jid or chat.number, text)
+        ) is None:
+            if time.monotonic() >= deadline:
+                return None
+            await lock.renew()
+            await asyncio.sleep(_EVIDENCE_POLL_SECONDS)
+        return evidence
 
     async def _record(self, reply: Reply, index: int, chunk: SentChunk) -> None:
         # The message is out: losing this record would send it again on redelivery, so a Redis hiccup here

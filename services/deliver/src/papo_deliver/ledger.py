@@ -5,6 +5,9 @@ Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:d
   with other chunk settings (a canary, a config change) still resumes against the same split;
 - `…:sent`, a hash: chunk index → `{"id": <WhatsApp message id>, "at": <ISO time>}`, written right after
   Evolution accepted that chunk, kept `deliver_sent_ttl_seconds`;
+- `…:in-flight`, a hash: chunk index → ISO time, written right before that chunk's `sendText`: a redelivery that
+  finds a chunk in flight but not sent knows the previous holder may have sent it (it was killed mid-send), and
+  looks for the evidence papo's own echo left (`OwnSends.sent_evidence`) before sending it again;
 - `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
   handed the same reply (a redelivery racing a slow first delivery, or a duplicate publish) never both send.
   It is renewed and released only by its holder (token-checked Lua).
@@ -91,6 +94,18 @@ class DeliveryLedger:
         value = json.dumps({"id": chunk.message_id, "at": chunk.sent_at.isoformat()})
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(index), value)
+            pipe.expire(key, self._sent_ttl_seconds)
+            await pipe.execute()
+
+    async def in_flight_chunks(self, reply: Reply) -> set[int]:
+        """The chunks of `reply` whose `sendText` was started, whether or not it was recorded as sent."""
+        return {int(index) for index in await self._redis.hkeys(self._key(reply, "in-flight"))}
+
+    async def mark_in_flight(self, reply: Reply, index: int, at: datetime) -> None:
+        """Remember, before its `sendText`, that chunk `index` of `reply` may be sent from now on."""
+        key = self._key(reply, "in-flight")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, str(index), at.isoformat())
             pipe.expire(key, self._sent_ttl_seconds)
             await pipe.execute()
 

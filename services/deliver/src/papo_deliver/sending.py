@@ -24,12 +24,17 @@ logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 OnSent = Callable[[int, SentMessage], Awaitable[None]]
+OnSending = Callable[[int], Awaitable[None]]
 
 UNSPACED = SendSlots(None, "", interval_ms=0)
 """Sends go out as soon as their typing is done, however close to other sends."""
 
 
 async def _nothing() -> None:
+    return None
+
+
+async def _nothing_for(index: int) -> None:
     return None
 
 
@@ -63,6 +68,7 @@ async def send_texts(
     pace: TypingPace,
     policy: RetryPolicy,
     on_sent: OnSent,
+    on_sending: OnSending = _nothing_for,
     already_sent: Container[int] = (),
     before_each_call: Hook = _nothing,
     slots: SendSlots = UNSPACED,
@@ -70,13 +76,16 @@ async def send_texts(
     courtesies: Courtesies | None = None,
     own_sends: OwnSends | None = None,
 ) -> None:
-    """Send each text not in `already_sent`, in order; `on_sent(index, message)` runs after each one is
-    accepted and before the next is started. `before_each_call` runs before every HTTP call and every
+    """Send each text not in `already_sent`, in order; `on_sending(index)` runs right before each `sendText`
+    call (the caller marks the chunk in flight there), `on_sent(index, message)` after each one is accepted and
+    before the next is started. `before_each_call` runs before every HTTP call and every
     `renew_every_seconds` of waiting (the caller renews its lock there). Without `courtesies` no typing
     indicator is shown: Evolution types for the typing time itself.
 
     With `own_sends`, each text is expected in the chat before its `sendText` (Evolution emits `send.message`
-    before it answers) and its id recorded before `on_sent`, so papo's own echo is never taken for a human."""
+    before it answers) and its id recorded before `on_sent`, so papo's own echo is never taken for a human; a
+    retry after a failed call first looks for the evidence the echo left, so a send that went out though its
+    answer was lost is not sent again."""
     chat_jid = chat.jid or chat.number
 
     async def wait_until(deadline: float) -> None:
@@ -94,7 +103,9 @@ async def send_texts(
             typed = await courtesies.show_typing(chat.instance, chat.number, typing_ms)
         attempts = 0
 
-        async def send(text: str = text, first_slot: float = slot, typed: bool = typed) -> SentMessage:
+        async def send(
+            text: str = text, first_slot: float = slot, typed: bool = typed, index: int = index
+        ) -> SentMessage:
             nonlocal attempts
             attempts += 1
             # A retry is another message as far as WhatsApp can tell: it takes a fresh slot.
@@ -102,8 +113,13 @@ async def send_texts(
             if typed:
                 await wait_until(target)
             await before_each_call()
+            if own_sends is not None and attempts > 1:
+                evidence = await own_sends.sent_evidence(chat.instance, chat_jid, text)
+                if evidence is not None:
+                    return SentMessage(evidence, None, None)
             # Without a typing indicator shown, Evolution types until the slot itself.
             delay_ms = await _claim_turn(slots, chat.instance, None if typed else target, wait_until)
+            await on_sending(index)
             if own_sends is not None:
                 await own_sends.expect(chat.instance, chat_jid, text)
             return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)

@@ -42,6 +42,10 @@ class DeliverSettings(EvolutionSettings):
     """How long a sent reply is remembered, so a redelivery within that time is not sent again."""
     deliver_lock_ttl_seconds: float = Field(default=60.0, gt=0)
     """Lease of the per-reply lock; renewed before every call to Evolution."""
+    deliver_echo_wait_seconds: float = Field(default=5.0, ge=0, le=120)
+    """How long a redelivery waits for the echo of a chunk whose send was started but never recorded (the
+    previous holder was killed mid-send) before it sends the chunk again. The echo normally arrives within
+    milliseconds."""
 
     @model_validator(mode="after")
     def _coherent(self) -> DeliverSettings:
