@@ -13,7 +13,7 @@ from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DELIVER
 from papo_deliver.courtesy import Courtesies, RefusalMemory
-from papo_deliver.delivery import ChunkLimits, ReplyDeliverer
+from papo_deliver.delivery import ChunkLimits, ReplyDeliverer, ReplyOrder
 from papo_deliver.handlers import register_handlers
 from papo_deliver.ledger import DeliveryLedger
 from papo_deliver.send_slots import SendSlots
@@ -49,6 +49,7 @@ def make_deliverer(settings: DeliverSettings, redis: Redis, http: httpx.AsyncCli
         ),
         own_sends=OwnSends(redis, prefix),
         echo_wait_seconds=settings.deliver_echo_wait_seconds,
+        order=ReplyOrder(settings.deliver_order_hold_seconds, settings.deliver_order_horizon_seconds),
     )
 
 

@@ -8,6 +8,12 @@ a redelivery that finds one in flight but not recorded (the previous holder was 
 with it; only without evidence is the chunk sent again. A redelivery of a fully sent reply sends nothing and reports the
 recorded ids again, so the `ReplySent` that may have been lost with a crash is published after all.
 
+Replies of one conversation leave in the order the llm wrote them: a reply that `follows` another
+(`Reply.follows`) waits until that one is settled (sent, withheld or dead-lettered), for up to
+`order_hold_seconds` in the handler, then by redelivery with backoff (`EarlierReplyPending`), never into the
+dead-letter queue for it. A predecessor still unsettled `order_horizon_seconds` after its successor first
+waited is abandoned: the successor goes out, and a warning says so.
+
 Before any of that, `handle` withholds an answer to a chat a human took over, and holds every reply of an
 instance known to be disconnected (`connection.update` state `close`): it is redelivered later, with backoff,
 instead of failing against a closed WhatsApp session.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +37,7 @@ from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, evolution_number
 from papo_common.metrics import REPLIES
 from papo_common.own_sends import OwnSends, instance_state
+from papo_common.privacy import conversation_ref
 from papo_deliver.chunking import split_reply
 from papo_deliver.courtesy import Courtesies
 from papo_deliver.ledger import DeliveryLedger, ReplyLock, SentChunk
@@ -40,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _RECORD_ATTEMPTS = 3
 _EVIDENCE_POLL_SECONDS = 0.05
+_ORDER_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,19 @@ class DeliveryOutcome:
     """When the last chunk was accepted."""
     already_sent: bool
     """True when every chunk had been sent before this delivery (a redelivery or a duplicate)."""
+
+
+class EarlierReplyPending(DependencyUnavailable):
+    """An earlier reply of the conversation is not sent yet: this one waits (redelivered with backoff)."""
+
+
+@dataclass(frozen=True)
+class ReplyOrder:
+    hold_seconds: float = 15.0
+    """How long a reply waits in the handler for its predecessor before it is handed back for redelivery."""
+    horizon_seconds: float = 600.0
+    """How long a reply waits for its predecessor in all, after which the predecessor is abandoned."""
+    clock: Callable[[], float] = time.time
 
 
 class InstanceDisconnected(DependencyUnavailable):
@@ -77,6 +99,7 @@ class ReplyDeliverer:
         courtesies: Courtesies | None = None,
         own_sends: OwnSends | None = None,
         echo_wait_seconds: float = 5.0,
+        order: ReplyOrder | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -89,6 +112,7 @@ class ReplyDeliverer:
         self._courtesies = courtesies if courtesies is not None else Courtesies(client)
         self._own_sends = own_sends
         self._echo_wait_seconds = echo_wait_seconds
+        self._order = order or ReplyOrder()
 
     async def handle(self, reply: Reply) -> ReplySent | None:
         """What deliver does with one `Reply`: None when it is withheld (a human took over the chat), else
@@ -101,15 +125,23 @@ class ReplyDeliverer:
             # ("a human will answer you") still go out.
             REPLIES.labels(instance=instance, outcome="withheld").inc()
             logger.info("reply withheld: the bot is paused", extra={"reply_id": reply.reply_id})
+            await self._ledger.settle(reply, "withheld")
             return None
         if await instance_state(redis, prefix, instance) == "close":
             REPLIES.labels(instance=instance, outcome="held").inc()
             raise InstanceDisconnected(f"instance {instance!r} is disconnected from WhatsApp")
+        await self._wait_for_predecessor(reply)
         try:
             outcome = await self.deliver(reply)
-        except (PermanentError, DependencyUnavailable):
+        except PermanentError:
+            REPLIES.labels(instance=instance, outcome="failed").inc()
+            # dead-lettered: the replies after it must not wait for it
+            await self._ledger.settle(reply, "dead-lettered")
+            raise
+        except DependencyUnavailable:
             REPLIES.labels(instance=instance, outcome="failed").inc()
             raise
+        await self._ledger.settle(reply, "sent")
         REPLIES.labels(instance=instance, outcome="duplicate" if outcome.already_sent else "sent").inc()
         # Published after the send is recorded: a crash in between redelivers the reply, which then sends
         # nothing and publishes this again.
@@ -178,6 +210,25 @@ class ReplyDeliverer:
             sent_at=max(chunk.sent_at for chunk in chunks),
             already_sent=already_sent,
         )
+
+    async def _wait_for_predecessor(self, reply: Reply) -> None:
+        """Return once the reply `reply` follows is settled or abandoned; raises `EarlierReplyPending` after
+        `order.hold_seconds` of waiting here."""
+        order = self._order
+        if await self._ledger.predecessor_settled(reply):
+            return
+        since = await self._ledger.waiting_since(reply, order.clock())
+        hold_until = time.monotonic() + order.hold_seconds
+        while not await self._ledger.predecessor_settled(reply):
+            if order.clock() - since >= order.horizon_seconds:
+                logger.warning(
+                    "an earlier reply of the conversation was never sent: sending the next one without it",
+                    extra={"conversation": conversation_ref(reply.conversation.key)},
+                )
+                return
+            if time.monotonic() >= hold_until:
+                raise EarlierReplyPending("an earlier reply of this conversation is not sent yet")
+            await asyncio.sleep(_ORDER_POLL_SECONDS)
 
     async def _sent_evidence(self, chat: Chat, text: str, lock: ReplyLock) -> str | None:
         """The message id papo's own echo left for `text`, waiting up to `echo_wait_seconds` for it."""

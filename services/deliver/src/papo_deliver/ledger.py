@@ -8,6 +8,9 @@ Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:d
 - `…:in-flight`, a hash: chunk index → ISO time, written right before that chunk's `sendText`: a redelivery that
   finds a chunk in flight but not sent knows the previous holder may have sent it (it was killed mid-send), and
   looks for the evidence papo's own echo left (`OwnSends.sent_evidence`) before sending it again;
+- `…:settled`, written once the reply is done with: `sent`, `withheld` or `dead-lettered`; the reply that
+  `follows` it (`Reply.follows`) is sent only after that, or after waiting `deliver_order_horizon_seconds`
+  since `…:waiting-since` (the predecessor is then abandoned);
 - `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
   handed the same reply (a redelivery racing a slow first delivery, or a duplicate publish) never both send.
   It is renewed and released only by its holder (token-checked Lua).
@@ -68,8 +71,25 @@ class DeliveryLedger:
     def prefix(self) -> str:
         return self._prefix
 
-    def _key(self, reply: Reply, suffix: str) -> str:
-        return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply.reply_id}:{suffix}")
+    def _key(self, reply: Reply, suffix: str, reply_id: str | None = None) -> str:
+        reply_id = reply.reply_id if reply_id is None else reply_id
+        return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply_id}:{suffix}")
+
+    async def settle(self, reply: Reply, how: str) -> None:
+        """Remember that `reply` is done with (`sent`, `withheld`, `dead-lettered`): the next may go."""
+        await self._redis.set(self._key(reply, "settled"), how.encode(), ex=self._sent_ttl_seconds)
+
+    async def predecessor_settled(self, reply: Reply) -> bool:
+        """Whether the reply `reply` follows is done with (True when it follows none)."""
+        if reply.follows is None:
+            return True
+        return bool(await self._redis.exists(self._key(reply, "settled", reply.follows)))
+
+    async def waiting_since(self, reply: Reply, now: float) -> float:
+        """When `reply` first waited for its predecessor (epoch seconds), `now` if it never did before."""
+        key = self._key(reply, "waiting-since")
+        stored = await self._redis.set(key, repr(now), nx=True, ex=self._sent_ttl_seconds, get=True)
+        return now if stored is None else float(cast(bytes, stored))
 
     async def chunk_plan(self, reply: Reply, chunks: tuple[str, ...]) -> tuple[str, ...]:
         """The chunks `reply` is sent as: `chunks` on its first delivery, the same texts ever after."""

@@ -47,12 +47,24 @@ class DeliverSettings(EvolutionSettings):
     previous holder was killed mid-send) before it sends the chunk again. The echo normally arrives within
     milliseconds."""
 
+    deliver_order_hold_seconds: float = Field(default=15.0, ge=0, le=120)
+    """How long a reply waits in the handler for the conversation's earlier reply to be sent, before it is
+    handed back for redelivery with backoff."""
+    deliver_order_horizon_seconds: float = Field(default=600.0, gt=0)
+    """How long a reply waits in all for the conversation's earlier reply; after that the earlier one is
+    abandoned and this one is sent. Shorter than the redelivery horizon, so waiting never dead-letters."""
+
     @model_validator(mode="after")
     def _coherent(self) -> DeliverSettings:
         if self.deliver_typing_min_ms > self.deliver_typing_max_ms:
             raise ValueError("PAPO_DELIVER_TYPING_MIN_MS must not exceed PAPO_DELIVER_TYPING_MAX_MS")
         if self.deliver_retry_base_seconds > self.deliver_retry_max_seconds:
             raise ValueError("PAPO_DELIVER_RETRY_BASE_SECONDS must not exceed PAPO_DELIVER_RETRY_MAX_SECONDS")
+        if self.deliver_order_horizon_seconds >= self.redelivery_horizon_seconds:
+            raise ValueError(
+                "PAPO_DELIVER_ORDER_HORIZON_SECONDS must be shorter than PAPO_REDELIVERY_HORIZON_SECONDS: a "
+                "reply waiting for an earlier one must be sent, not dead-lettered"
+            )
         # The lock is renewed before each call, so its lease must outlive one call plus one backoff sleep;
         # otherwise a second replica could take it while this one is still sending.
         longest_step = (

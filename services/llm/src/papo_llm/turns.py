@@ -14,6 +14,7 @@ and `reset` (the person sent a keyword: papo confirms with a notice, and pauses 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +44,9 @@ Publish = Callable[[Reply], Awaitable[None]]
 
 _ARCHIVE_ROWS_PER_TURN = 4
 """A person's turn is often several messages: read this many rows per history turn wanted."""
+_LAST_REPLY = "llm:last-reply"
+"""The conversation's latest published reply and the one it follows (JSON)."""
+_LAST_REPLY_TTL_SECONDS = 7 * 24 * 3600
 
 
 def reply_id_for(burst: Burst) -> str:
@@ -162,7 +166,7 @@ class TurnTaker:
             # the person said more while we were thinking: the next burst answers everything at once
             return "superseded"
         lease.confirm(holder)
-        await self._publish(reply_for(burst, pending, completion))
+        await self._publish_in_order(keys, reply_for(burst, pending, completion))
         await self._settle(keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)])
         return "answered"
 
@@ -196,6 +200,18 @@ class TurnTaker:
             )
         return state
 
+    async def _publish_in_order(self, keys: ConversationKeys, reply: Reply) -> None:
+        """Publish `reply` naming the conversation's previous reply (`Reply.follows`), so deliver keeps their
+        order. Under the turn lease: replies of one conversation are published one after another."""
+        key = keys.scoped(_LAST_REPLY)
+        raw = await self._redis.get(key)
+        last = json.loads(raw) if raw else {"reply_id": None, "follows": None}
+        # A turn redone after a crash publishes the same reply again: it follows what it followed then.
+        follows = last["follows"] if last["reply_id"] == reply.reply_id else last["reply_id"]
+        await self._publish(reply.model_copy(update={"follows": follows}))
+        last = {"reply_id": reply.reply_id, "follows": follows}
+        await self._redis.set(key, json.dumps(last), ex=_LAST_REPLY_TTL_SECONDS)
+
     async def _settle(
         self, keys: ConversationKeys, burst: Burst, settled: Sequence[PendingMessage], turns: Sequence[Turn]
     ) -> None:
@@ -222,7 +238,7 @@ class TurnTaker:
             )
         text = settings.human_reply if command == "human" else settings.reset_reply
         await lease.ensure_held()
-        await self._publish(notice_for(burst, pending, text))
+        await self._publish_in_order(keys, notice_for(burst, pending, text))
         await self._store.settle(keys, pending, [user_turn(pending), Turn("assistant", text)])
         if command == "reset":
             await self._sessions.close(burst.conversation, "reset")

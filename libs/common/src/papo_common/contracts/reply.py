@@ -30,10 +30,15 @@ ReplyKind = Literal["answer", "notice"]
 
 class Reply(Contract):
     type: Literal["reply"] = "reply"
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
+    """2 added `follows`; deliver reads both (roll deliver out before llm)."""
     reply_id: MessageId
     """Derived from the burst id, so a regenerated reply for the same burst has the same id and is stored and
     sent at most once."""
+    follows: MessageId | None = None
+    """The `reply_id` of the reply the llm published just before this one in the conversation (None: the
+    first, or not known). deliver sends this one only once that one is sent or abandoned, so replies leave in
+    the order they were written, across replicas and redeliveries."""
     burst_id: Annotated[NonEmptyStr, Field(max_length=BURST_ID_MAX_LENGTH)]
     conversation: ConversationRef
     chat_id: Jid
