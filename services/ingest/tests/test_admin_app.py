@@ -135,6 +135,7 @@ async def test_bad_input_is_a_json_400(
         assert key in {error["key"] for error in answer["errors"]}
 
 
+@pytest.mark.integration  # dials closed ports on 127.0.0.1: real connection refusals, so not the unit tier
 @pytest.mark.parametrize(
     ("method", "path", "body", "dependency"),
     [
