@@ -16,7 +16,7 @@ import random
 import re
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,7 +334,11 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
         for sent in chaos_env["evolution"].sent_texts()
         if (match := TOKEN.search(sent.text or "")) and int(match.group(1)) in doubled_conversations
     ]
-    assert not doubled, f"{len(doubled)} answered twice, e.g. {doubled[:10]}; sends {doubled_sends}; {summary}"
+    echoes = Counter(w.status for w in chaos_env["evolution"].delivered_webhooks("send.message"))
+    assert not doubled, (
+        f"{len(doubled)} answered twice, e.g. {doubled[:10]}; sends {doubled_sends}; echoes answered "
+        f"{dict(echoes)}; {summary}\n{logs[-20000:]}"
+    )
     assert not reordered, f"{len(reordered)} conversations out of order, e.g. {reordered[:3]}; {summary}"
     assert not any(totals.values()), f"queues not empty: {totals}"
 
