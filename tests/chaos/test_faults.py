@@ -271,7 +271,7 @@ async def settle(chaos: dict[str, Any], load: Load, deadline: float) -> dict[str
         totals = await asyncio.to_thread(queue_totals, chaos["rabbitmq_url"])
         if load.accepted <= answered and not any(totals.values()):
             return totals
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # each look boots a rabbitmqctl VM
     return totals
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from papo_testing import infra
 from papo_testing.fake_evolution import FakeEvolution
 from papo_testing.fake_openai import FakeOpenAI
 from papo_testing.stack import RunningStack
@@ -84,23 +83,9 @@ def stack(rabbitmq_url: str, database_url: str) -> Iterator[Stack]:
 
 def queue_messages(amqp_url: str) -> dict[str, int]:
     """Messages in every queue of the test's virtual host, ready and unacknowledged together."""
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    out = subprocess.run(
-        [
-            binary,
-            "list_queues",
-            "-p",
-            amqp_url.rsplit("/", 1)[1],
-            "name",
-            "messages",
-            "-q",
-            "--no-table-headers",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    out = infra.rabbitmqctl(
+        "list_queues", "-p", amqp_url.rsplit("/", 1)[1], "name", "messages", "-q", "--no-table-headers"
+    )
     return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line.strip())}
 
 

@@ -321,9 +321,7 @@ async def test_rabbitmq_lost_mid_flight_is_503_and_the_retry_goes_through(
         async with serve_ingest(make_settings(doomed_url, redis_url, redis_prefix)) as client:
             before = await client.post("/webhook/evolution", json=webhook("text_conversation"), headers=AUTH)
             assert before.json() == {"status": "accepted"}
-            subprocess.run(
-                ["rabbitmqctl", "delete_vhost", doomed_url.rsplit("/", 1)[1]], check=True, capture_output=True
-            )
+            infra.rabbitmqctl("delete_vhost", doomed_url.rsplit("/", 1)[1])
             response = await client.post("/webhook/evolution", json=body, headers=AUTH)
     assert response.status_code == 503
     assert response.json()["reason"] == "rabbitmq"
@@ -345,12 +343,8 @@ async def test_ingest_started_before_rabbitmq_connects_when_it_appears(
         async with serve_ingest(app_settings, wait_for_broker=False) as client:
             early = await client.post("/webhook/evolution", json=webhook("text_conversation"), headers=AUTH)
             assert early.status_code == 503
-            subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
-            subprocess.run(
-                ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                check=True,
-                capture_output=True,
-            )
+            infra.rabbitmqctl("add_vhost", vhost)
+            infra.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
             deadline = time.monotonic() + 20
             while (await client.get("/readyz")).status_code != 200:
                 assert time.monotonic() < deadline, "ingest never connected to RabbitMQ"
@@ -359,7 +353,8 @@ async def test_ingest_started_before_rabbitmq_connects_when_it_appears(
             assert late.json() == {"status": "accepted"}
         assert await depth(late_url, DEBOUNCE.name) == 1
     finally:
-        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True)
+        with contextlib.suppress(subprocess.SubprocessError):
+            infra.rabbitmqctl("delete_vhost", vhost)
 
 
 async def test_redis_down_is_503_and_publishes_nothing(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import shutil
 import signal
 import subprocess
 import threading
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from papo_common.dev import start_services
+from papo_testing.infra import rabbitmqctl
 from papo_testing.stack import RunningStack, free_port
 
 
@@ -52,24 +52,18 @@ class ChaosStack(RunningStack):
         threading.Thread(target=self._drain, args=(name, process), daemon=True).start()
 
 
-def _rabbitmqctl(*args: str) -> str:
-    binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    done = subprocess.run([binary, *args], check=True, capture_output=True, text=True, timeout=60)
-    return done.stdout
-
-
 def vhost_of(amqp_url: str) -> str:
     return amqp_url.rsplit("/", 1)[1]
 
 
 def drop_broker_connections(amqp_url: str) -> None:
     """Close every client connection of the URL's virtual host, as a broker restart or failover would."""
-    _rabbitmqctl("close_all_connections", "--vhost", vhost_of(amqp_url), "chaos: connection dropped")
+    rabbitmqctl("close_all_connections", "--vhost", vhost_of(amqp_url), "chaos: connection dropped")
 
 
 def queue_totals(amqp_url: str) -> dict[str, int]:
     """Messages in every queue of the virtual host, ready and unacknowledged together."""
-    out = _rabbitmqctl(
+    out = rabbitmqctl(
         "list_queues", "-p", vhost_of(amqp_url), "name", "messages", "--quiet", "--no-table-headers"
     )
     totals: dict[str, int] = {}

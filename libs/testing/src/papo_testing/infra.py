@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,22 +16,37 @@ RABBITMQ_USER = os.environ.get("PAPO_TEST_RABBITMQ_USER", "guest")
 POSTGRES_ADMIN_URL = os.environ.get("PAPO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
+    """Run `rabbitmqctl` and return what it printed. It runs in a session of its own, and on a timeout the
+    whole session is killed: `rabbitmqctl` starts a shell, `su` and an Erlang VM, and an orphaned VM keeps
+    one of the CLI's few distribution ports, so enough of them lock every later call out."""
     binary = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run([binary, *args], check=True, capture_output=True, timeout=60)
+    process = subprocess.Popen(
+        [binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, [binary, *args], out, err)
+    return out
 
 
 @contextlib.contextmanager
 def rabbitmq_vhost() -> Iterator[str]:
     """A fresh RabbitMQ virtual host; yields its AMQP URL and deletes it afterwards."""
     vhost = f"papo-test-{uuid.uuid4().hex[:10]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, RABBITMQ_USER, ".*", ".*", ".*")
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, RABBITMQ_USER, ".*", ".*", ".*")
     try:
         yield f"amqp://{RABBITMQ_USER}:{RABBITMQ_USER}@{RABBITMQ_HOST}/{vhost}"
     finally:
         with contextlib.suppress(subprocess.SubprocessError):
-            _rabbitmqctl("delete_vhost", vhost)
+            rabbitmqctl("delete_vhost", vhost)
 
 
 async def _admin(statement: str) -> None:

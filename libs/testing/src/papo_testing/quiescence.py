@@ -37,5 +37,5 @@ async def settled(amqp_url: str, redis_url: str, prefix: str, *, timeout: float 
         streak = streak + 1 if await nothing_in_flight(amqp_url, redis_url, prefix) else 0
         if streak >= 2:
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # each look boots a rabbitmqctl VM: look twice a second at most
     raise AssertionError(f"papo still had work in flight after {timeout}s")
