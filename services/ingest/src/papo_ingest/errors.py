@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -27,9 +28,17 @@ def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict
     return Response(content, status_code=error.status_code)
 
 
+_PERSON_IN_PATH = re.compile(r"(/conversations/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The path without the person: admin routes carry a phone number or JID after `/conversations/`."""
+    return _PERSON_IN_PATH.sub(r"\1{user}", path)
+
+
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, str]]:
     """A bug: logged with its trace id and traceback, answered 500 with only the trace id. Evolution retries
     a 500, so the message is not lost once the bug is fixed within its retry window."""
     trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
-    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=error)
+    logger.error("unhandled error in %s %s", request.method, loggable_path(request.url.path), exc_info=error)
     return Response({"status": "error", "detail": "internal error", "trace_id": trace_id}, status_code=500)

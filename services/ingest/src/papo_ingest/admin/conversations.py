@@ -3,7 +3,6 @@ URL names: an Evolution instance and the person's canonical JID."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from papo_common import control
 from papo_common.contracts import ConversationRef
 from papo_common.contracts.base import INSTANCE_MAX_LENGTH, PRINTABLE
+from papo_common.privacy import conversation_ref
 from papo_ingest.admin.dependencies import AdminDependencies, available
 from papo_ingest.admin.erasure import erase_from_indexes, erase_keys, erase_rows
 from papo_ingest.admin.history import MAX_PAGE_SIZE, Cursor, HistoryPage, InvalidCursor, history_page
@@ -184,6 +184,6 @@ async def _status(admin: AdminDependencies, conversation: ConversationRef) -> di
 
 
 def _audit(conversation: ConversationRef) -> dict[str, str]:
-    # an audit trail that names the conversation without writing a person's phone number into the logs
-    digest = hashlib.sha256(conversation.key.encode()).hexdigest()[:16]
-    return {"instance": conversation.instance, "conversation": digest}
+    # an audit trail that names the conversation without writing a person's phone number into the logs;
+    # keyed (PAPO_LOG_HASH_KEY), because phone numbers are few enough to hash every one of them
+    return {"instance": conversation.instance, "conversation": conversation_ref(conversation.key)}

@@ -33,6 +33,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from papo_ingest.errors import loggable_path
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,7 +68,9 @@ async def require_admin_token(connection: ASGIConnection[Any, Any, Any, Any], _:
     authenticator: AdminAuthenticator = connection.app.state.admin_authenticator
     if not authenticator.allows(connection.headers):
         client = connection.client.host if connection.client else "unknown"
-        logger.warning("admin request refused", extra={"client": client, "path": connection.url.path})
+        logger.warning(
+            "admin request refused", extra={"client": client, "path": loggable_path(connection.url.path)}
+        )
         raise NotAuthorizedException(detail="send Authorization: Bearer <PAPO_ADMIN_TOKEN>")
 
 
