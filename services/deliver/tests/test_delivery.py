@@ -51,7 +51,11 @@ async def test_a_reply_is_sent_and_recorded_under_the_service_prefix(
     assert not outcome.already_sent
     base = f"{redis_prefix}:conv:{{acme:5511987654321@s.whatsapp.net}}:deliver:{reply.reply_id}"
     keys = sorted([key.decode() async for key in redis.scan_iter(match=f"{redis_prefix}:*")])
-    assert keys == [f"{base}:chunks", f"{base}:in-flight", f"{base}:sent"]  # the lock is gone: released after sending
+    assert keys == [
+        f"{base}:chunks",
+        f"{base}:in-flight",
+        f"{base}:sent",
+    ]  # the lock is gone: released after sending
     for key in keys:
         assert 0 < await redis.ttl(key) <= SENT_TTL
 
@@ -112,6 +116,23 @@ async def test_a_reply_locked_by_another_consumer_waits_then_gives_up(
         with pytest.raises(DeliveryInProgress):
             async with ledger.lock(reply, ttl_seconds=5, wait_seconds=0.3):
                 pass
+
+
+async def test_a_held_lock_outlives_its_short_lease_and_a_dead_holders_lock_frees_after_it(
+    ledger: DeliveryLedger, make_reply: Callable[..., Reply], redis: Redis, redis_prefix: str
+) -> None:
+    reply = make_reply()
+    lock_key = f"{redis_prefix}:conv:{{acme:{reply.chat_id}}}:deliver:{reply.reply_id}:lock"
+    async with ledger.lock(reply, ttl_seconds=0.3, wait_seconds=0) as lock:
+        await asyncio.sleep(1.0)  # three leases long: only the background renewal keeps it
+        await lock.renew()
+    assert await redis.exists(lock_key) == 0
+    dead = ledger.lock(reply, ttl_seconds=0.3, wait_seconds=0)
+    await dead.__aenter__()
+    assert dead._keeper is not None
+    dead._keeper.cancel()  # the holder is killed: nothing renews its lease any more
+    async with ledger.lock(reply, ttl_seconds=0.3, wait_seconds=2):
+        pass  # taken over within a lease, not a minute
 
 
 async def test_a_lock_is_taken_over_once_its_holder_releases_it(

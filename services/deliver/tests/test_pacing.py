@@ -35,9 +35,14 @@ def test_settings_refuse_a_missing_api_key_in_production() -> None:
         DeliverSettings(environment="production", evolution_api_key="")
 
 
-def test_settings_refuse_a_lock_lease_shorter_than_one_step() -> None:
-    with pytest.raises(ValidationError, match="PAPO_DELIVER_LOCK_TTL_SECONDS"):
-        DeliverSettings(evolution_timeout_seconds=30, deliver_lock_ttl_seconds=20)
+def test_settings_refuse_a_lock_lease_too_short_to_renew() -> None:
+    with pytest.raises(ValidationError, match="deliver_lock_ttl_seconds"):
+        DeliverSettings(deliver_lock_ttl_seconds=1)
+
+
+def test_the_order_horizon_stays_within_the_redelivery_horizon() -> None:
+    settings = DeliverSettings(deliver_order_horizon_seconds=3600, redelivery_horizon_seconds=1800)
+    assert settings.order_horizon_seconds == 900
 
 
 def test_settings_refuse_inverted_typing_bounds() -> None:

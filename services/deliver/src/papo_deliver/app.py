@@ -49,7 +49,7 @@ def make_deliverer(settings: DeliverSettings, redis: Redis, http: httpx.AsyncCli
         ),
         own_sends=OwnSends(redis, prefix),
         echo_wait_seconds=settings.deliver_echo_wait_seconds,
-        order=ReplyOrder(settings.deliver_order_hold_seconds, settings.deliver_order_horizon_seconds),
+        order=ReplyOrder(settings.deliver_order_hold_seconds, settings.order_horizon_seconds),
     )
 
 

@@ -13,12 +13,14 @@ Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:d
   since `…:waiting-since` (the predecessor is then abandoned);
 - `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
   handed the same reply (a redelivery racing a slow first delivery, or a duplicate publish) never both send.
-  It is renewed and released only by its holder (token-checked Lua).
+  It is renewed (before every call to Evolution, and every third of its lease in the background) and released
+  only by its holder (token-checked Lua), so a short lease frees in seconds when its holder is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -144,6 +146,7 @@ class ReplyLock:
         self._ttl_ms = int(ttl_seconds * 1000)
         self._wait_seconds = wait_seconds
         self._token = secrets.token_hex(16)
+        self._keeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ReplyLock:
         deadline = time.monotonic() + self._wait_seconds
@@ -151,7 +154,18 @@ class ReplyLock:
             if time.monotonic() >= deadline:
                 raise DeliveryInProgress(f"another consumer is sending this reply ({self._key})")
             await asyncio.sleep(_POLL_SECONDS)
+        # Renewed in the background too, so the lease can be short: a killed holder's lock frees in seconds.
+        self._keeper = asyncio.create_task(self._keep_alive())
         return self
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_ms / 3000)
+            try:
+                if not await self._redis.eval(_RENEW, 1, self._key, self._token, self._ttl_ms):
+                    return  # lost: the next `renew` before a call says so
+            except RedisError as error:
+                logger.warning("could not renew a delivery lock", extra={"error": type(error).__name__})
 
     async def renew(self) -> None:
         """Extend the lease before a call to Evolution; raises `LockLost` when it is no longer ours."""
@@ -159,6 +173,11 @@ class ReplyLock:
             raise LockLost(f"the delivery lock {self._key} expired while sending")
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         try:
             await self._redis.eval(_RELEASE, 1, self._key, self._token)
         except RedisError as error:

@@ -40,8 +40,9 @@ class DeliverSettings(EvolutionSettings):
 
     deliver_sent_ttl_seconds: int = Field(default=3 * 24 * 3600, ge=60)
     """How long a sent reply is remembered, so a redelivery within that time is not sent again."""
-    deliver_lock_ttl_seconds: float = Field(default=60.0, gt=0)
-    """Lease of the per-reply lock; renewed before every call to Evolution."""
+    deliver_lock_ttl_seconds: float = Field(default=10.0, ge=3, le=300)
+    """Lease of the per-reply lock, renewed every third of it while held (and before every call to Evolution):
+    how soon a reply whose sender was killed can be taken over."""
     deliver_echo_wait_seconds: float = Field(default=5.0, ge=0, le=120)
     """How long a redelivery waits for the echo of a chunk whose send was started but never recorded (the
     previous holder was killed mid-send) before it sends the chunk again. The echo normally arrives within
@@ -52,7 +53,12 @@ class DeliverSettings(EvolutionSettings):
     handed back for redelivery with backoff."""
     deliver_order_horizon_seconds: float = Field(default=600.0, gt=0)
     """How long a reply waits in all for the conversation's earlier reply; after that the earlier one is
-    abandoned and this one is sent. Shorter than the redelivery horizon, so waiting never dead-letters."""
+    abandoned and this one is sent. Capped at half the redelivery horizon, so waiting never dead-letters."""
+
+    @property
+    def order_horizon_seconds(self) -> float:
+        """The order horizon in force: never so long that a waiting reply reaches the redelivery horizon."""
+        return min(self.deliver_order_horizon_seconds, self.redelivery_horizon_seconds / 2)
 
     @model_validator(mode="after")
     def _coherent(self) -> DeliverSettings:
@@ -60,21 +66,4 @@ class DeliverSettings(EvolutionSettings):
             raise ValueError("PAPO_DELIVER_TYPING_MIN_MS must not exceed PAPO_DELIVER_TYPING_MAX_MS")
         if self.deliver_retry_base_seconds > self.deliver_retry_max_seconds:
             raise ValueError("PAPO_DELIVER_RETRY_BASE_SECONDS must not exceed PAPO_DELIVER_RETRY_MAX_SECONDS")
-        if self.deliver_order_horizon_seconds >= self.redelivery_horizon_seconds:
-            raise ValueError(
-                "PAPO_DELIVER_ORDER_HORIZON_SECONDS must be shorter than PAPO_REDELIVERY_HORIZON_SECONDS: a "
-                "reply waiting for an earlier one must be sent, not dead-lettered"
-            )
-        # The lock is renewed before each call, so its lease must outlive one call plus one backoff sleep;
-        # otherwise a second replica could take it while this one is still sending.
-        longest_step = (
-            self.evolution_timeout_seconds
-            + self.deliver_typing_max_ms / 1000
-            + self.deliver_retry_max_seconds
-        )
-        if self.deliver_lock_ttl_seconds <= longest_step:
-            raise ValueError(
-                f"PAPO_DELIVER_LOCK_TTL_SECONDS must exceed {longest_step:g}: the timeout, the longest typing "
-                "delay and the longest backoff together"
-            )
         return self
