@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, call_with_retries
 from papo_common.own_sends import OwnSends
 from papo_deliver.courtesy import Courtesies
@@ -83,7 +85,7 @@ async def send_texts(
     indicator is shown: Evolution types for the typing time itself.
 
     With `own_sends`, each text is expected in the chat before its `sendText` (Evolution emits `send.message`
-    before it answers) and its id recorded before `on_sent`, so papo's own echo is never taken for a human; a
+    before it answers) and its id recorded right after `on_sent`, so papo's own echo is never taken for a human; a
     retry after a failed call first looks for the evidence the echo left, so a send that went out though its
     answer was lost is not sent again."""
     chat_jid = chat.jid or chat.number
@@ -125,9 +127,14 @@ async def send_texts(
             return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)
 
         message = await call_with_retries(send, policy, what=f"sendText chunk {index}")
-        if own_sends is not None:
-            await own_sends.record(chat.instance, chat_jid, message.message_id, text=text)
+        # The ledger first: it is what keeps the chunk from being sent again. A Redis blip on the id's record
+        # afterwards only costs the quick match by id; the expected text still matches the echo.
         await on_sent(index, message)
+        if own_sends is not None:
+            try:
+                await own_sends.record(chat.instance, chat_jid, message.message_id, text=text)
+            except RedisError as error:
+                logger.warning("could not record an own send's id", extra={"error": type(error).__name__})
 
 
 async def _claim_turn(
