@@ -238,6 +238,7 @@ def chaos_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "PAPO_DELIVER_TYPING_MAX_MS": "0",
             "PAPO_DELIVER_MIN_SEND_INTERVAL_MS": "0",
             "PAPO_DELIVER_MARK_READ": "false",
+            "PAPO_DELIVER_ECHO_WAIT_SECONDS": "8",  # the fake's echo retries: 0.5 + 1 + 2 + 4 s
             "HF_HUB_OFFLINE": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         }
@@ -287,7 +288,10 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
         url = stack.url("ingest", "/webhook/evolution")
         # As in production, Evolution announces each sendText to ingest (`send.message`): the evidence a
         # deliver killed mid-send reads to confirm a chunk instead of sending it again.
-        chaos_env["evolution"].set_webhook(url, headers={"x-papo-token": WEBHOOK_TOKEN})
+        # Evolution retries an echo ingest could not take (5 s base in production; shortened here)
+        chaos_env["evolution"].set_webhook(
+            url, headers={"x-papo-token": WEBHOOK_TOKEN}, retry_base_seconds=0.5
+        )
         limits = httpx.Limits(max_connections=24, max_keepalive_connections=24)
         async with httpx.AsyncClient(headers={"x-papo-token": WEBHOOK_TOKEN}, limits=limits) as client:
 

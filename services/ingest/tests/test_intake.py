@@ -206,3 +206,38 @@ async def test_one_redis_round_trip_per_webhook(
     await intake._seen.flush()
     assert sent == 2, "the published mark, once the answer is out"
     assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F") == PUBLISHED
+
+
+async def test_papos_own_echo_is_recognised_while_the_broker_is_away(redis: Redis, prefix: str) -> None:
+    """deliver, killed mid-send, reads the echo's evidence to confirm its chunk: the echo must not wait for
+    the broker, which it does not need."""
+    from papo_common.own_sends import OwnSends
+    from papo_ingest.senders import Senders
+
+    own = OwnSends(redis, prefix)
+    echo = fixture("send_message")
+    chat = echo["data"]["key"]["remoteJid"]
+    await own.expect(echo["instance"], chat, echo["data"]["message"]["conversation"])
+    broker = FakeBroker()
+    intake = make_intake(
+        redis, prefix, broker, broker_ready=lambda: False, senders=Senders(redis, prefix, own)
+    )
+    outcome = await intake.receive(echo)
+    assert (outcome.status, outcome.reason) == ("ignored", "own_send")
+    assert await own.sent_evidence(echo["instance"], chat, echo["data"]["message"]["conversation"])
+
+
+async def test_an_operators_message_while_the_broker_is_away_is_retried_later(
+    redis: Redis, prefix: str
+) -> None:
+    from papo_common.own_sends import OwnSends
+    from papo_ingest.senders import Senders
+
+    broker = FakeBroker()
+    senders = Senders(redis, prefix, OwnSends(redis, prefix))
+    intake = make_intake(redis, prefix, broker, broker_ready=lambda: False, senders=senders)
+    outcome = await intake.receive(fixture("send_message"))
+    assert (outcome.status, outcome.reason) == ("unavailable", "rabbitmq")
+    assert broker.published == []
+    later = make_intake(redis, prefix, broker, senders=senders)
+    assert await later.receive(fixture("send_message")) == ACCEPTED, "the claim was released for the retry"

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import base64 as b64
 import json
+import random
 import secrets
 import socket
 import threading
@@ -179,6 +180,10 @@ class _State:
     webhook_url: str | None = None
     webhook_headers: dict[str, str] = field(default_factory=dict)
     echo_order: EchoOrder = "before"
+    webhook_retry_base_seconds: float = 5.0
+    """Evolution 2.3 retries a webhook answered 5xx/429 or not answered: `min(base·2^(n−1), 300)` s ±20 %,
+    10 attempts; 400/401/403/404/422 end it. Tests shorten the base."""
+    retrying: set[asyncio.Task[None]] = field(default_factory=set)
     webhooks: list[DeliveredWebhook] = field(default_factory=list)
     base_url: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -252,14 +257,17 @@ class FakeEvolution:
         headers: Mapping[str, str] | None = None,
         *,
         echo_order: EchoOrder | None = None,
+        retry_base_seconds: float | None = None,
     ) -> None:
-        """Where `send.message` webhooks go (None: nowhere), with which headers, and in which order
-        relative to the `sendText` answer."""
+        """Where `send.message` webhooks go (None: nowhere), with which headers, in which order relative to
+        the `sendText` answer, and how soon a failed one is retried."""
         with self._state.lock:
             self._state.webhook_url = url
             self._state.webhook_headers = dict(headers or {})
             if echo_order is not None:
                 self._state.echo_order = echo_order
+            if retry_base_seconds is not None:
+                self._state.webhook_retry_base_seconds = retry_base_seconds
 
     def add_media(self, message_id: str, media: FakeMedia) -> None:
         with self._state.lock:
@@ -435,6 +443,10 @@ async def _send_text(state: _State, request: RecordedRequest) -> Response:
     return 201, answer
 
 
+def _worth_retrying(status: int | None) -> bool:
+    return status is None or status == 429 or status >= 500
+
+
 async def _announce(state: _State, request: RecordedRequest, event: str, data: Json) -> None:
     """Post the webhook Evolution emits for `request`: now (before the answer) or once it was answered."""
     with state.lock:
@@ -457,7 +469,7 @@ async def _announce(state: _State, request: RecordedRequest, event: str, data: J
         envelope["sender"] = _OWN_NUMBER
     instance = request.instance
 
-    async def post() -> None:
+    async def attempt() -> int | None:
         status: int | None
         try:
             async with httpx.AsyncClient(timeout=30) as client:
@@ -466,6 +478,21 @@ async def _announce(state: _State, request: RecordedRequest, event: str, data: J
             status = None
         with state.lock:
             state.webhooks.append(DeliveredWebhook(event, instance, envelope, status, time.monotonic()))
+        return status
+
+    async def retry_later() -> None:
+        for retry in range(1, 10):
+            delay = min(state.webhook_retry_base_seconds * 2 ** (retry - 1), 300.0)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # Evolution's own backoff
+            if not _worth_retrying(await attempt()):
+                return
+
+    async def post() -> None:
+        # the first attempt as Evolution makes it; its retries go on in the background, as Evolution's do
+        if _worth_retrying(await attempt()):
+            task = asyncio.get_running_loop().create_task(retry_later())
+            state.retrying.add(task)
+            task.add_done_callback(state.retrying.discard)
 
     if order == "before":
         await post()

@@ -85,7 +85,9 @@ class Intake:
             except (RedisError, OSError) as error:
                 logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
                 return Outcome("unavailable", "redis", "Redis is unavailable")
-        if not self._broker_ready():
+        if not parsed.from_me and not self._broker_ready():
+            # a person's message needs the broker; the business side's may be papo's own echo, which
+            # does not (checked after the claim below)
             return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
         return await self._publish_once(parsed)
 
@@ -121,6 +123,11 @@ class Intake:
             return Outcome(
                 "unavailable", "in_flight", "the same message is being published by another request"
             )
+        # after the own-send test: papo's own echo needs no broker, and answering it while the broker is
+        # away leaves deliver the evidence that its send went out
+        if not self._broker_ready():
+            await self._release(key, token)
+            return Outcome("unavailable", "rabbitmq", "not connected to RabbitMQ")
         try:
             # a timeout scope, not wait_for: no extra task per webhook
             async with asyncio.timeout(self._timeout):
