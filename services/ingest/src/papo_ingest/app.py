@@ -6,6 +6,7 @@ share one HTTP port (`PAPO_INGEST_PORT`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import warnings
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 # PyJWT warns on every decode with a key under 32 bytes; ingest says so once, at start-up.
 warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
+
+
+_SHUTDOWN_STEP_SECONDS = 5.0
 
 
 def create_app(settings: IngestSettings | None = None) -> Litestar:
@@ -101,12 +105,19 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         try:
             yield
         finally:
-            await instance_gauge.stop()
-            if admin is not None:
-                await admin.dependencies.close()
-            await link.stop()
-            await seen.flush()
-            await redis.aclose()
+            steps = [
+                instance_gauge.stop,
+                *([admin.dependencies.close] if admin else []),
+                link.stop,
+                seen.flush,
+            ]
+            for step in [*steps, redis.aclose]:
+                # a dependency that never answers must not hold the process: each step is bounded
+                try:
+                    async with asyncio.timeout(_SHUTDOWN_STEP_SECONDS):
+                        await step()
+                except Exception as error:
+                    logger.warning("shutdown step did not finish", extra={"error": type(error).__name__})
 
     tracer_provider = setup_tracing("ingest", track=settings.service_track)
     # no exporter, no spans: building spans nobody receives was a fifth of a webhook's cost
