@@ -35,9 +35,13 @@ def test_dockerfile(service: str, port: int) -> None:
     )
     assert re.search(r"^ARG UV_IMAGE=ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$", text, re.M)
     copies = re.findall(r"^COPY (?!--from)(\S+)", text, re.M)
-    assert copies == ["pyproject.toml", "libs/common", f"services/{service}"], "only libs/common and the service go in"
+    assert copies == ["pyproject.toml", "libs/common", f"services/{service}"], (
+        "only libs/common and the service go in"
+    )
     assert "COPY pyproject.toml uv.lock ./\n" in text, "the workspace root and its lock"
-    assert f"uv sync --frozen --no-dev --no-editable --package papo-{service} " in text, "exactly the lock, not editable"
+    assert f"uv sync --frozen --no-dev --no-editable --package papo-{service} " in text, (
+        "exactly the lock, not editable"
+    )
     assert "torch" not in text
     assert len(re.findall(r"^FROM ", text, re.M)) == 3, "uv, build and runtime stages"
     assert re.search(r"^USER 10001:10001$", text, re.M)

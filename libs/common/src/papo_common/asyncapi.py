@@ -23,7 +23,9 @@ def render(service: str) -> str:
     module: Any = importlib.import_module(f"papo_{service}.app")
     # a service that consumes outside FastStream declares its input on a broker of its own
     broker = module.specification_broker() if hasattr(module, "specification_broker") else None
-    document = AsyncAPI(broker or module.create_app().brokers[0], title=f"papo-{service}", schema_version="3.0.0")
+    document = AsyncAPI(
+        broker or module.create_app().brokers[0], title=f"papo-{service}", schema_version="3.0.0"
+    )
     jsonable = document.to_specification().to_jsonable()
     jsonable["servers"] = {"rabbitmq": {"host": "rabbitmq:5672", "pathname": "/", "protocol": "amqp"}}
     text = json.dumps(jsonable, indent=2, sort_keys=True)

@@ -37,7 +37,9 @@ class AudioAttachment(Contract):
     """A voice note or audio file. Bytes travel inline when the webhook carried them; otherwise transcribe
     fetches them from Evolution with `media_request`, the webhook's whole `data` object, as Evolution asks."""
 
-    mimetype: Annotated[str, StringConstraints(max_length=MIMETYPE_MAX_LENGTH, pattern=PRINTABLE)] | None = None
+    mimetype: Annotated[str, StringConstraints(max_length=MIMETYPE_MAX_LENGTH, pattern=PRINTABLE)] | None = (
+        None
+    )
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     ptt: bool = False
     file_length: Annotated[int, Field(ge=0, le=MAX_INT64)] | None = None
