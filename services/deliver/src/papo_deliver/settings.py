@@ -43,11 +43,11 @@ class DeliverSettings(EvolutionSettings):
     deliver_lock_ttl_seconds: float = Field(default=10.0, ge=3, le=300)
     """Lease of the per-reply lock, renewed every third of it while held (and before every call to Evolution):
     how soon a reply whose sender was killed can be taken over."""
-    deliver_echo_wait_seconds: float = Field(default=20.0, ge=0, le=300)
+    deliver_echo_wait_seconds: float = Field(default=5.0, ge=0, le=300)
     """How long a redelivery waits for the echo of a chunk whose send was started but never recorded (the
     previous holder was killed mid-send) before it sends the chunk again. The echo normally arrives within
-    milliseconds; when ingest could not take it, Evolution retries it after about 5 s and 10 s more, which
-    20 s covers."""
+    milliseconds; when ingest could not take it, Evolution retries it about 5 s later, so a longer wait
+    trades a slower recovery for fewer repeats."""
 
     deliver_order_hold_seconds: float = Field(default=15.0, ge=0, le=120)
     """How long a reply waits in the handler for the conversation's earlier reply to be sent, before it is
