@@ -359,11 +359,6 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
     )
     assert not reordered, f"{len(reordered)} conversations out of order, e.g. {reordered[:3]}; {summary}"
     stuck = {name: n for name, n in totals.items() if n}
-    if set(stuck) <= {"papo.persist"} and stuck:
-        # Known defect, open in the issue tracker: after the broker drops its connections under load, persist's
-        # batch consumer can stop draining its queue (seen: 234 messages left). Everything above (nothing lost,
-        # doubled or reordered, as the person sees it) holds; PostgreSQL's completeness cannot until it drains.
-        pytest.xfail(f"persist did not drain its queue after the faults: {stuck}")
     assert not stuck, f"queues not empty: {stuck}"
 
     connection = await asyncpg.connect(chaos_env["database_url"].replace("+asyncpg", ""))

@@ -31,26 +31,42 @@ def body(message_id: str, text: str = "oi") -> bytes:
     ).model_dump_json().encode()  # fmt: skip
 
 
+@dataclass(eq=False)
+class FakeChannel:
+    closed: bool = False
+
+
+class ChannelClosed(Exception):
+    """What aio-pika raises (`ChannelInvalidStateError`) on touching a closed channel."""
+
+
 @dataclass
 class FakeDelivery:
-    """What the consumer reads of an aio-pika delivery, recording how it was settled."""
+    """What the consumer reads of an aio-pika delivery, recording how it was settled. Like aio-pika's, its
+    `channel` and its settling raise once the channel it came on has closed."""
 
     delivery_tag: int
     body: bytes
     settled: list[tuple[str, int, bool]]
-    channel: str = "channel-1"
+    on: FakeChannel = field(default_factory=FakeChannel)
     exchange: str = "papo"
     routing_key: str = "inbound.text"
     headers: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def channel(self) -> FakeChannel:
+        if self.on.closed:
+            raise ChannelClosed
+        return self.on
+
     async def ack(self, multiple: bool = False) -> None:
-        self.settled.append(("ack", self.delivery_tag, multiple))
+        self.settled.append(("ack", self.channel and self.delivery_tag, multiple))
 
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
-        self.settled.append(("nack", self.delivery_tag, requeue))
+        self.settled.append(("nack", self.channel and self.delivery_tag, requeue))
 
     async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(("reject", self.delivery_tag, requeue))
+        self.settled.append(("reject", self.channel and self.delivery_tag, requeue))
 
 
 @dataclass
@@ -82,10 +98,16 @@ class Harness:
             "amqp://unused", PERSIST, writer, batch_size=batch_size, batch_wait_s=60, prefetch=batch_size * 2,
             max_backoff_s=0.001, tracing=tracing,
         )  # fmt: skip
+        self.channel = FakeChannel()
 
     async def deliver(self, tag: int, payload: bytes, headers: dict[str, Any] | None = None) -> None:
-        delivery = FakeDelivery(tag, payload, self.settled, headers=headers or {})
+        delivery = FakeDelivery(tag, payload, self.settled, self.channel, headers=headers or {})
         await self.consumer.receive(cast(Delivery, delivery))
+
+    def reconnect(self) -> None:
+        """The connection dropped: its channel is closed, and deliveries now come on a new one."""
+        self.channel.closed = True
+        self.channel = FakeChannel()
 
     async def until_settled(self, count: int) -> None:
         while len(self.settled) < count:
@@ -235,3 +257,36 @@ async def test_a_bug_in_a_batch_requeues_what_is_still_open_and_the_loop_goes_on
 
     assert harness.settled == [("nack", 1, True), ("nack", 2, True), ("nack", 3, True), ("ack", 6, True)]
     assert writer.committed == [["M4", "M5", "M6"]]
+
+
+@dataclass
+class HeldWriter(FakeWriter):
+    """Commits only once `release` is set, so a test can act while a batch is being written."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def write(self, contracts: Sequence[PersistedContract]) -> None:
+        self.attempted.set()
+        await self.release.wait()
+        await super().write(contracts)
+
+
+async def test_a_channel_lost_while_its_batch_is_written_costs_a_redelivery_and_the_loop_goes_on() -> None:
+    writer = HeldWriter()
+    harness = Harness(writer, batch_size=3)
+    harness.consumer.begin()
+    for tag in (1, 2, 3):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await writer.attempted.wait()
+
+    harness.reconnect()  # RabbitMQ takes 1-3 back and will redeliver them on the new channel
+    writer.release.set()
+    for tag in (1, 2, 3):
+        await harness.deliver(tag, body(f"M{tag}"))
+    await harness.until_settled(1)
+    await harness.consumer.stop()
+
+    assert writer.committed == [["M1", "M2", "M3"], ["M1", "M2", "M3"]], (
+        "the rewrite is a no-op in PostgreSQL"
+    )
+    assert harness.settled == [("ack", 3, True)], "only the new channel's deliveries could be acked"

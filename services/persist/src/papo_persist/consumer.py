@@ -66,6 +66,16 @@ class ConsumerStats:
 Delivery = AbstractIncomingMessage
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A delivery and the channel it came on, read once on arrival: aio-pika's `delivery.channel` raises once
+    that channel has closed, and a connection drop mid-batch must not turn settling into a crash."""
+
+    delivery: Delivery
+    channel: Any
+    tag: int
+
+
 class BatchConsumer:
     """Consumes one queue in batches through `writer`; `start` after the topology is declared."""
 
@@ -89,7 +99,7 @@ class BatchConsumer:
         self._batch_wait_s = batch_wait_s
         self._prefetch = prefetch
         self._max_backoff_s = max_backoff_s
-        self._inbox: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[_Held | None] = asyncio.Queue()
         self._unsettled: dict[Any, set[int]] = {}
         """Delivery tags handed over and not yet settled, per channel: a multiple ack must not cover one."""
         self._stopping = asyncio.Event()
@@ -132,8 +142,9 @@ class BatchConsumer:
 
     async def receive(self, delivery: Delivery) -> None:
         """Take one delivery; it is settled once its batch is."""
-        self._unsettled.setdefault(delivery.channel, set()).add(_tag(delivery))
-        self._inbox.put_nowait(delivery)
+        held = _Held(delivery, delivery.channel, int(delivery.delivery_tag or 0))
+        self._unsettled.setdefault(held.channel, set()).add(held.tag)
+        self._inbox.put_nowait(held)
 
     async def _run(self) -> None:
         while batch := await self._gather():
@@ -143,12 +154,12 @@ class BatchConsumer:
                 logger.exception("persist batch failed unexpectedly")
                 await self._requeue_open(batch)
 
-    async def _requeue_open(self, batch: list[Delivery]) -> None:
-        for delivery in batch:
-            if _tag(delivery) in self._unsettled.get(delivery.channel, set()):
-                await self._settle(delivery.channel, [delivery], "error", delivery.nack(requeue=True))
+    async def _requeue_open(self, batch: list[_Held]) -> None:
+        for held in batch:
+            if held.tag in self._unsettled.get(held.channel, set()):
+                await self._settle(held.channel, [held], "error", held.delivery.nack(requeue=True))
 
-    async def _gather(self) -> list[Delivery]:
+    async def _gather(self) -> list[_Held]:
         first = await self._inbox.get()
         if first is None:  # stopping: write what is left, a batch at a time
             rest = self._take_waiting()
@@ -175,38 +186,38 @@ class BatchConsumer:
             batch.append(delivery)
         return batch
 
-    def _take_waiting(self) -> list[Delivery]:
-        waiting: list[Delivery] = []
+    def _take_waiting(self) -> list[_Held]:
+        waiting: list[_Held] = []
         while len(waiting) < self._batch_size and not self._inbox.empty():
             if (delivery := self._inbox.get_nowait()) is not None:
                 waiting.append(delivery)
         return waiting
 
-    async def _handle(self, batch: list[Delivery]) -> None:
+    async def _handle(self, batch: list[_Held]) -> None:
         started = time.perf_counter()
         started_ns = time.time_ns()
         self._metrics.received(batch)
-        valid: list[tuple[Delivery, PersistedContract]] = []
-        for delivery in batch:
+        valid: list[tuple[_Held, PersistedContract]] = []
+        for held in batch:
             try:
-                valid.append((delivery, _CONTRACTS.validate_json(delivery.body)))
+                valid.append((held, _CONTRACTS.validate_json(held.delivery.body)))
             except ValidationError as error:
-                await self._dead_letter(delivery, error)
+                await self._dead_letter(held, error)
         written, failed = await self._write(valid)
-        for delivery, failure in failed:
+        for held, failure in failed:
             if isinstance(failure, PermanentError):
-                await self._dead_letter(delivery, failure)
+                await self._dead_letter(held, failure)
             else:
                 logger.warning("persist write failed, redelivering", extra={"error": _short(failure)})
-                await self._settle(delivery.channel, [delivery], "nacked", delivery.nack(requeue=True))
+                await self._settle(held.channel, [held], "nacked", held.delivery.nack(requeue=True))
         await self._ack(written)
         self._metrics.processed(batch, time.perf_counter() - started)
         if self._tracing:
             _trace(batch, started_ns)
 
     async def _write(
-        self, batch: list[tuple[Delivery, PersistedContract]]
-    ) -> tuple[list[Delivery], list[tuple[Delivery, Exception]]]:
+        self, batch: list[tuple[_Held, PersistedContract]]
+    ) -> tuple[list[_Held], list[tuple[_Held, Exception]]]:
         """The deliveries whose rows committed, and those that failed with their error; deliveries in
         neither were cut short by a stop during an outage and stay unacknowledged."""
         if not batch:
@@ -225,23 +236,23 @@ class BatchConsumer:
             self.stats.fallbacks += 1
             return await self._write_one_by_one(batch)
         self._committed(len(batch))
-        return [delivery for delivery, _ in batch], []
+        return [held for held, _ in batch], []
 
     async def _write_one_by_one(
-        self, batch: list[tuple[Delivery, PersistedContract]]
-    ) -> tuple[list[Delivery], list[tuple[Delivery, Exception]]]:
-        written: list[Delivery] = []
-        failed: list[tuple[Delivery, Exception]] = []
-        for delivery, contract in batch:
+        self, batch: list[tuple[_Held, PersistedContract]]
+    ) -> tuple[list[_Held], list[tuple[_Held, Exception]]]:
+        written: list[_Held] = []
+        failed: list[tuple[_Held, Exception]] = []
+        for held, contract in batch:
             try:
                 await self._ride_out_outage([contract])
             except DependencyUnavailable:
                 break
             except Exception as error:
-                failed.append((delivery, error))
+                failed.append((held, error))
             else:
                 self._committed(1)
-                written.append(delivery)
+                written.append(held)
         return written, failed
 
     async def _ride_out_outage(self, contracts: list[PersistedContract]) -> None:
@@ -272,47 +283,45 @@ class BatchConsumer:
         self.stats.batches += 1
         self.stats.items += size
 
-    async def _ack(self, written: list[Delivery]) -> None:
+    async def _ack(self, written: list[_Held]) -> None:
         if not written:
             return
-        by_channel: dict[Any, list[Delivery]] = {}
-        for delivery in written:
-            by_channel.setdefault(delivery.channel, []).append(delivery)
-        for channel, deliveries in by_channel.items():
-            last = max(deliveries, key=_tag)
+        by_channel: dict[Any, list[_Held]] = {}
+        for held in written:
+            by_channel.setdefault(held.channel, []).append(held)
+        for channel, group in by_channel.items():
+            last = max(group, key=lambda held: held.tag)
             unsettled = self._unsettled.get(channel, set())
-            covered = sum(1 for tag in unsettled if tag <= _tag(last))
-            if covered == len(deliveries):  # nothing else below the last tag is still open
-                await self._settle(channel, deliveries, "acked", last.ack(multiple=True))
+            covered = sum(1 for tag in unsettled if tag <= last.tag)
+            if covered == len(group):  # nothing else below the last tag is still open
+                await self._settle(channel, group, "acked", last.delivery.ack(multiple=True))
             else:
-                for delivery in deliveries:
-                    await self._settle(channel, [delivery], "acked", delivery.ack())
+                for held in group:
+                    await self._settle(channel, [held], "acked", held.delivery.ack())
 
-    async def _dead_letter(self, delivery: Delivery, error: Exception) -> None:
+    async def _dead_letter(self, held: _Held, error: Exception) -> None:
         DEAD_LETTERS.labels(queue=self._queue.name, reason=type(error).__name__).inc()
         logger.warning(
             "dead-lettering message",
             extra={"queue": self._queue.name, "reason": dead_letter_reason(error)},
         )
-        await self._settle(delivery.channel, [delivery], "rejected", delivery.reject(requeue=False))
+        await self._settle(held.channel, [held], "rejected", held.delivery.reject(requeue=False))
 
-    async def _settle(
-        self, channel: Any, deliveries: list[Delivery], status: str, outcome: Awaitable[None]
-    ) -> None:
-        self._unsettled.get(channel, set()).difference_update(_tag(delivery) for delivery in deliveries)
+    async def _settle(self, channel: Any, group: list[_Held], status: str, outcome: Awaitable[None]) -> None:
+        self._unsettled.get(channel, set()).difference_update(held.tag for held in group)
         try:
             await outcome
         except Exception as error:  # the channel went away: RabbitMQ redelivers, and a rewrite is a no-op
             logger.warning("acknowledgement lost with its channel", extra={"error": _short(error)})
             self._unsettled.pop(channel, None)
             return
-        self._metrics.settled(deliveries, status)
+        self._metrics.settled(group, status)
 
 
-def _trace(batch: list[Delivery], started_ns: int) -> None:
+def _trace(batch: list[_Held], started_ns: int) -> None:
     """One span per message, a child of the span that published it, so each trace runs through persist."""
     spans = tracer(__name__)
-    for delivery in batch:
+    for delivery in (held.delivery for held in batch):
         carrier = {
             key: value.decode() if isinstance(value, bytes) else str(value)
             for key, value in (delivery.headers or {}).items()
@@ -332,10 +341,6 @@ def _trace(batch: list[Delivery], started_ns: int) -> None:
         span.end()
 
 
-def _tag(delivery: Delivery) -> int:
-    return int(delivery.delivery_tag or 0)
-
-
 def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:300]
 
@@ -346,28 +351,29 @@ class _BrokerMetrics:
     def __init__(self, app_name: str) -> None:
         self._metrics = BrokerMetrics(app_name)
 
-    def received(self, batch: list[Delivery]) -> None:
+    def received(self, batch: list[_Held]) -> None:
         for handler, deliveries in _by_handler(batch).items():
             children = self._metrics.consumed(handler)
             children.received.inc(len(deliveries))
             children.in_process.inc(len(deliveries))
-            for delivery in deliveries:
-                children.size.observe(len(delivery.body))
+            for held in deliveries:
+                children.size.observe(len(held.delivery.body))
 
-    def processed(self, batch: list[Delivery], seconds: float) -> None:
+    def processed(self, batch: list[_Held], seconds: float) -> None:
         for handler, deliveries in _by_handler(batch).items():
             children = self._metrics.consumed(handler)
             children.in_process.dec(len(deliveries))
             for _ in deliveries:
                 children.duration.observe(seconds)
 
-    def settled(self, deliveries: list[Delivery], status: str) -> None:
+    def settled(self, deliveries: list[_Held], status: str) -> None:
         for handler, grouped in _by_handler(deliveries).items():
             self._metrics.consumed(handler).status(status).inc(len(grouped))
 
 
-def _by_handler(batch: list[Delivery]) -> dict[str, list[Delivery]]:
-    grouped: dict[str, list[Delivery]] = {}
-    for delivery in batch:
-        grouped.setdefault(f"{delivery.exchange or 'default'}.{delivery.routing_key}", []).append(delivery)
+def _by_handler(batch: list[_Held]) -> dict[str, list[_Held]]:
+    grouped: dict[str, list[_Held]] = {}
+    for held in batch:
+        delivery = held.delivery
+        grouped.setdefault(f"{delivery.exchange or 'default'}.{delivery.routing_key}", []).append(held)
     return grouped
