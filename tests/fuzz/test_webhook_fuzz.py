@@ -19,8 +19,8 @@ from sqlmodel import SQLModel
 from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.db import Conversation, Message
 from papo_ingest.app import create_app
-from papo_ingest.dedupe import PUBLISHED, ClaimOutcome
 from papo_ingest.evolution import IntakePolicy
+from papo_ingest.in_memory import MemoryPublisher, MemorySeen
 from papo_ingest.intake import Intake
 from papo_ingest.settings import IngestSettings
 
@@ -31,43 +31,11 @@ TOKEN = "fuzz-" + "t" * 40
 ANSWERS = {200, 400, 401, 413, 422}
 
 
-class MemorySeen:
-    """ingest's dedupe in a dict: each example is judged on its body, not on Redis."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
-
-    def key(self, instance: str, message_id: str) -> str:
-        return f"{instance}\x1f{message_id}"
-
-    async def claim(
-        self, key: str, token: bytes, *, wait_seconds: float, alongside: object = None
-    ) -> ClaimOutcome:
-        holder = self.values.setdefault(key, token)
-        if holder == token:
-            return ClaimOutcome.CLAIMED
-        return ClaimOutcome.DUPLICATE if holder == PUBLISHED else ClaimOutcome.IN_FLIGHT
-
-    def confirm(self, key: str) -> None:
-        self.values[key] = PUBLISHED
-
-    async def release(self, key: str, token: bytes) -> None:
-        self.values.pop(key, None)
-
-    async def flush(self) -> None:
-        return None
-
-
-class Published(list[str]):
-    async def __call__(self, message: InboundMessage) -> None:
-        self.append(message.model_dump_json())
-
-
 SEEN = MemorySeen()
 
 
 @pytest.fixture(scope="module")
-def ingest() -> Iterator[tuple[TestClient[Litestar], Published]]:
+def ingest() -> Iterator[tuple[TestClient[Litestar], MemoryPublisher]]:
     app = create_app(
         IngestSettings(
             webhook_token=TOKEN,
@@ -78,15 +46,15 @@ def ingest() -> Iterator[tuple[TestClient[Litestar], Published]]:
             ingest_accept_newsletters=True,
         )
     )
-    published = Published()
+    publisher = MemoryPublisher()
     app.state.intake = Intake(
-        publish=published,
+        publish=publisher,
         seen=SEEN,  # type: ignore[arg-type]
         policy=IntakePolicy(accept_groups=True, accept_status=True, accept_newsletters=True),
         publish_timeout_seconds=5.0,
     )
     with TestClient(app) as client:
-        yield client, published
+        yield client, publisher
 
 
 def _widths() -> dict[tuple[str, str], int]:
@@ -138,9 +106,10 @@ def post(client: TestClient[Litestar], body: Any) -> tuple[int, dict[str, Any]]:
 @given(body=webhooks())
 @settings(PROFILE)
 def test_no_webhook_is_a_server_error_and_every_accepted_one_can_be_stored(
-    ingest: tuple[TestClient[Litestar], Published], body: dict[str, Any]
+    ingest: tuple[TestClient[Litestar], MemoryPublisher], body: dict[str, Any]
 ) -> None:
-    client, published = ingest
+    client, publisher = ingest
+    published = publisher.published
     SEEN.values.clear()  # the same id in two examples is two messages, not a duplicate
     before = len(published)
     status, answer = post(client, body)
@@ -155,7 +124,7 @@ def test_no_webhook_is_a_server_error_and_every_accepted_one_can_be_stored(
 @given(raw=st.binary(max_size=512) | st.text(max_size=512).map(str.encode))
 @settings(PROFILE, max_examples=min(PROFILE.max_examples, 500))
 def test_bytes_that_are_not_a_webhook_are_4xx(
-    ingest: tuple[TestClient[Litestar], Published], raw: bytes
+    ingest: tuple[TestClient[Litestar], MemoryPublisher], raw: bytes
 ) -> None:
     client, _ = ingest
     response = client.post("/webhook/evolution", content=raw, headers={"x-papo-token": TOKEN})

@@ -8,16 +8,13 @@ limit and dead-letter queue), publishes `Reply` messages to the `papo` exchange 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitBroker
 from pydantic import SecretStr
 
 from papo_common.broker import publish
@@ -25,10 +22,13 @@ from papo_common.contracts import ConversationRef, Reply, ReplySent
 from papo_common.metrics import REPLIES
 from papo_common.own_sends import set_instance_state
 from papo_common.redis import make_redis
-from papo_common.topology import DELIVER, EXCHANGE, RoutingKey
-from papo_deliver.app import create_app
+from papo_common.topology import DELIVER
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
+from papo_testing.quiescence import settled
+
+from .deliver_stack import SettingsFactory, free_port_url, reply_sent_queue, running, settings_factory
+from .deliver_stack import collect as collect_messages
 
 INSTANCE, API_KEY = "acme", "acme-key"
 CHAT = "5511987654321@s.whatsapp.net"
@@ -54,74 +54,14 @@ async def evolution() -> AsyncIterator[FakeEvolution]:
 
 
 @pytest.fixture
-def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> Callable[..., DeliverSettings]:
-    def build(evolution_url: str, **overrides: Any) -> DeliverSettings:
-        values: dict[str, Any] = {
-            "rabbitmq_url": SecretStr(rabbitmq_url),
-            "redis_url": SecretStr(redis_url),
-            "redis_key_prefix": redis_prefix,
-            "evolution_url": evolution_url,
-            "evolution_api_key": SecretStr(API_KEY),
-            "evolution_timeout_seconds": 2.0,
-            "deliver_typing_min_ms": 20,
-            "deliver_typing_max_ms": 100,
-            "deliver_retry_attempts": 2,
-            "deliver_retry_base_seconds": 0.01,
-            "deliver_retry_max_seconds": 0.05,
-            "deliver_min_send_interval_ms": 100,
-            "log_format": "text",
-        }
-        return DeliverSettings(**(values | overrides))
-
-    return build
-
-
-@contextlib.asynccontextmanager
-async def running(settings: DeliverSettings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def probe(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
-    """A second connection, standing in for llm (publishes replies) and persist (reads reply.sent)."""
-    broker = RabbitBroker(rabbitmq_url)
-    await broker.connect()
-    yield broker
-    await broker.stop()
-
-
-async def reply_sent_queue(probe: RabbitBroker) -> AbstractQueue:
-    queue = await probe.declare_queue(
-        RabbitQueue(f"test.reply-sent.{uuid.uuid4().hex[:8]}", auto_delete=True)
-    )
-    await queue.bind(await probe.declare_exchange(EXCHANGE), routing_key=RoutingKey.REPLY_SENT)
-    return queue
+def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> SettingsFactory:
+    return settings_factory(rabbitmq_url, redis_url, redis_prefix, evolution_api_key=SecretStr(API_KEY))
 
 
 async def collect(
     queue: AbstractQueue, reply_id: str, *, count: int, timeout: float
 ) -> list[AbstractIncomingMessage]:
-    """Messages about `reply_id` from `queue` (shared queues carry other tests' messages too)."""
-    found: list[AbstractIncomingMessage] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(found) < count and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.05)
-        elif reply_id.encode() in message.body:
-            found.append(message)
-    return found
-
-
-def free_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return await collect_messages(queue, lambda m: reply_id.encode() in m.body, count=count, timeout=timeout)
 
 
 async def test_a_reply_is_sent_once_and_reply_sent_published(
@@ -200,7 +140,9 @@ async def test_a_failure_that_outlasts_the_retries_is_redelivered_and_then_sent_
     evolution.fail_next(
         "sendText", 400, connection_closed_body(), times=2
     )  # both attempts of the 1st delivery
-    async with running(make_settings(evolution.url)):
+    # A refused send is known not to have gone out: the redelivery must not wait for its echo, however long
+    # that wait is configured.
+    async with running(make_settings(evolution.url, deliver_echo_wait_seconds=60)):
         sent_queue = await reply_sent_queue(probe)
         reply = make_reply()
         await publish(probe, reply)
@@ -211,7 +153,12 @@ async def test_a_failure_that_outlasts_the_retries_is_redelivered_and_then_sent_
 
 
 async def test_a_number_not_on_whatsapp_is_dead_lettered_at_once_and_nothing_is_sent(
-    evolution: FakeEvolution, make_settings: Callable[..., DeliverSettings], probe: RabbitBroker
+    evolution: FakeEvolution,
+    make_settings: Callable[..., DeliverSettings],
+    probe: RabbitBroker,
+    rabbitmq_url: str,
+    redis_url: str,
+    redis_prefix: str,
 ) -> None:
     evolution.mark_not_on_whatsapp(CHAT)
     async with running(make_settings(evolution.url)):
@@ -219,7 +166,7 @@ async def test_a_number_not_on_whatsapp_is_dead_lettered_at_once_and_nothing_is_
         reply = make_reply()
         await publish(probe, reply)
         [dead] = await collect(dead_letters, reply.reply_id, count=1, timeout=10)
-        await asyncio.sleep(0.5)  # time for a (wrong) redelivery to show up
+        await settled(rabbitmq_url, redis_url, redis_prefix)  # a (wrong) redelivery would show up by then
 
     assert Reply.model_validate_json(dead.body) == reply
     assert len(evolution.requests_to("sendPresence")) == 1, "rejected once, not redelivered in a loop"

@@ -6,7 +6,6 @@ read first; sends through one WhatsApp number spaced across replicas; each numbe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,16 +14,18 @@ from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitBroker
 from pydantic import SecretStr
 
 from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply, ReplySent
-from papo_common.topology import EXCHANGE, RoutingKey
-from papo_deliver.app import create_app
 from papo_deliver.chunking import split_reply
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
+from papo_testing.quiescence import settled
+
+from .deliver_stack import SettingsFactory, reply_sent_queue, running, settings_factory
+from .deliver_stack import collect as collect_messages
 
 KEYS = {"loja": "loja-key", "clinica": "clinica-key", "padaria": "padaria-key"}
 GLOBAL_KEY = "global-key"
@@ -60,70 +61,25 @@ async def evolution() -> AsyncIterator[FakeEvolution]:
 
 
 @pytest.fixture
-def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> Callable[..., DeliverSettings]:
-    def build(evolution_url: str, **overrides: Any) -> DeliverSettings:
-        values: dict[str, Any] = {
-            "rabbitmq_url": SecretStr(rabbitmq_url),
-            "redis_url": SecretStr(redis_url),
-            "redis_key_prefix": redis_prefix,
-            "evolution_url": evolution_url,
-            "evolution_api_key": SecretStr(GLOBAL_KEY),
-            "evolution_api_keys": {name: SecretStr(key) for name, key in KEYS.items()},
-            "evolution_timeout_seconds": 2.0,
-            "deliver_typing_min_ms": 20,
-            "deliver_typing_max_ms": 100,
-            "deliver_retry_attempts": 2,
-            "deliver_retry_base_seconds": 0.01,
-            "deliver_retry_max_seconds": 0.05,
-            "deliver_max_chunk_chars": MAX_CHARS,
-            "deliver_min_send_interval_ms": 100,
-            "log_format": "text",
-        }
-        return DeliverSettings(**(values | overrides))
-
-    return build
-
-
-@contextlib.asynccontextmanager
-async def running(settings: DeliverSettings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def probe(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
-    """A second connection, standing in for llm (publishes replies) and persist (reads reply.sent)."""
-    broker = RabbitBroker(rabbitmq_url)
-    await broker.connect()
-    yield broker
-    await broker.stop()
-
-
-async def reply_sent_queue(probe: RabbitBroker) -> AbstractQueue:
-    queue = await probe.declare_queue(
-        RabbitQueue(f"test.reply-sent.{uuid.uuid4().hex[:8]}", auto_delete=True)
+def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> SettingsFactory:
+    return settings_factory(
+        rabbitmq_url,
+        redis_url,
+        redis_prefix,
+        evolution_api_key=SecretStr(GLOBAL_KEY),
+        evolution_api_keys={name: SecretStr(key) for name, key in KEYS.items()},
+        deliver_max_chunk_chars=MAX_CHARS,
     )
-    await queue.bind(await probe.declare_exchange(EXCHANGE), routing_key=RoutingKey.REPLY_SENT)
-    return queue
 
 
 async def collect(queue: AbstractQueue, reply_ids: set[str], *, timeout: float) -> list[ReplySent]:
     """The `ReplySent`s of `reply_ids` from `queue`, until each was seen once or the time is up."""
-    found: list[ReplySent] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(found) < len(reply_ids) and asyncio.get_running_loop().time() < deadline:
-        message: AbstractIncomingMessage | None = await queue.get(no_ack=True, fail=False)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        sent = ReplySent.model_validate_json(message.body)
-        if sent.reply_id in reply_ids:
-            found.append(sent)
-    return found
+
+    def wanted(message: AbstractIncomingMessage) -> bool:
+        return ReplySent.model_validate_json(message.body).reply_id in reply_ids
+
+    found = await collect_messages(queue, wanted, count=len(reply_ids), timeout=timeout)
+    return [ReplySent.model_validate_json(message.body) for message in found]
 
 
 async def test_a_long_reply_goes_out_as_several_messages_read_then_typed_then_sent_in_order(
@@ -263,6 +219,8 @@ async def test_answers_are_withheld_while_a_human_has_taken_over_but_notices_go_
     make_settings: Callable[..., DeliverSettings],
     probe: RabbitBroker,
     redis_client: Any,
+    rabbitmq_url: str,
+    redis_url: str,
     redis_prefix: str,
 ) -> None:
     from papo_common.control import pause
@@ -275,9 +233,5 @@ async def test_answers_are_withheld_while_a_human_has_taken_over_but_notices_go_
     async with running(make_settings(evolution.url)):
         await publish(probe, answer)
         await publish(probe, notice)
-        for _ in range(100):
-            if evolution.sent_texts():
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        await settled(rabbitmq_url, redis_url, redis_prefix)  # both replies taken and settled
     assert [sent.text for sent in evolution.sent_texts()] == [notice.text]

@@ -5,7 +5,6 @@ backoff, never into the dead-letter queue), and goes out without it once it is a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -20,9 +19,10 @@ from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply
 from papo_common.redis import ConversationKeys
 from papo_common.topology import DELIVER
-from papo_deliver.app import create_app
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution
+
+from .deliver_stack import SettingsFactory, running, settings_factory
 
 pytestmark = pytest.mark.integration
 
@@ -51,47 +51,18 @@ async def evolution() -> AsyncIterator[FakeEvolution]:
 
 
 @pytest.fixture
-def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> Callable[..., DeliverSettings]:
-    def build(evolution_url: str, **overrides: Any) -> DeliverSettings:
-        values: dict[str, Any] = {
-            "rabbitmq_url": SecretStr(rabbitmq_url),
-            "redis_url": SecretStr(redis_url),
-            "redis_key_prefix": redis_prefix,
-            "evolution_url": evolution_url,
-            "evolution_api_key": SecretStr(API_KEY),
-            "evolution_timeout_seconds": 2.0,
-            "deliver_typing_min_ms": 0,
-            "deliver_typing_max_ms": 0,
-            "deliver_retry_attempts": 2,
-            "deliver_retry_base_seconds": 0.01,
-            "deliver_retry_max_seconds": 0.05,
-            "deliver_min_send_interval_ms": 0,
-            "deliver_mark_read": False,
-            "deliver_order_hold_seconds": 0.3,
-            "log_format": "text",
-        }
-        return DeliverSettings(**(values | overrides))
-
-    return build
-
-
-@contextlib.asynccontextmanager
-async def running(settings: DeliverSettings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def probe(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
-    """A second connection, standing in for llm (publishes replies)."""
-    broker = RabbitBroker(rabbitmq_url)
-    await broker.connect()
-    yield broker
-    await broker.stop()
+def make_settings(rabbitmq_url: str, redis_url: str, redis_prefix: str) -> SettingsFactory:
+    return settings_factory(
+        rabbitmq_url,
+        redis_url,
+        redis_prefix,
+        evolution_api_key=SecretStr(API_KEY),
+        deliver_typing_min_ms=0,
+        deliver_typing_max_ms=0,
+        deliver_min_send_interval_ms=0,
+        deliver_mark_read=False,
+        deliver_order_hold_seconds=0.3,
+    )
 
 
 async def until(condition: Callable[[], Any], timeout: float = 20) -> None:

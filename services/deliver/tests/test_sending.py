@@ -110,6 +110,22 @@ async def test_a_send_that_keeps_failing_gives_up_after_the_attempts(
     assert evolution.sent_texts() == []
 
 
+async def test_only_a_refused_send_is_reported_as_not_sent_a_timed_out_one_may_have_gone_out(
+    client: EvolutionClient, evolution: FakeEvolution
+) -> None:
+    evolution.fail_next("sendText", 400, connection_closed_body())  # refused: WhatsApp never saw it
+    evolution.fail_next("sendText", 500, timed_out_body())  # Baileys may have handed it on
+    not_sent: list[int] = []
+
+    async def on_not_sent(index: int) -> None:
+        not_sent.append(index)
+
+    sent = await send(client, ["hello"], on_not_sent=on_not_sent)
+
+    assert not_sent == [0], "one mark cleared, for the 400 only"
+    assert len(sent) == 1
+
+
 async def test_a_number_not_on_whatsapp_is_permanent_and_nothing_is_sent(
     client: EvolutionClient, evolution: FakeEvolution
 ) -> None:

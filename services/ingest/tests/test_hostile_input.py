@@ -22,9 +22,9 @@ from papo_common.contracts.base import (
     PUSH_NAME_MAX_LENGTH,
 )
 from papo_ingest.app import create_app
+from papo_ingest.in_memory import MemoryPublisher, accept_in_memory
 
 from .fixtures import fixture
-from .memory import MemoryPublisher, accept_in_memory
 from .test_app import AUTH, settings
 
 

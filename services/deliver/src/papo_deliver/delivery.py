@@ -173,6 +173,10 @@ class ReplyDeliverer:
             async def mark_in_flight(index: int) -> None:
                 await self._ledger.mark_in_flight(reply, index, utcnow())
 
+            async def clear_in_flight(index: int) -> None:
+                # A redelivery must not wait for the echo of a send Evolution refused: none can come.
+                await self._ledger.clear_in_flight(reply, index)
+
             if not already_sent:
                 for index in sorted(await self._ledger.in_flight_chunks(reply) - set(sent)):
                     evidence = await self._sent_evidence(chat, texts[index], lock)
@@ -197,6 +201,7 @@ class ReplyDeliverer:
                     policy=self._policy,
                     on_sent=record,
                     on_sending=mark_in_flight,
+                    on_not_sent=clear_in_flight,
                     already_sent=set(sent),
                     before_each_call=lock.renew,
                     slots=self._slots,

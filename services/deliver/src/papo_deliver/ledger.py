@@ -131,6 +131,10 @@ class DeliveryLedger:
             pipe.expire(key, self._sent_ttl_seconds)
             await pipe.execute()
 
+    async def clear_in_flight(self, reply: Reply, index: int) -> None:
+        """Forget that chunk `index` of `reply` may have been sent: Evolution refused its `sendText`."""
+        await self._redis.hdel(self._key(reply, "in-flight"), str(index))
+
     def lock(self, reply: Reply, *, ttl_seconds: float, wait_seconds: float) -> ReplyLock:
         return ReplyLock(
             self._redis, self._key(reply, "lock"), ttl_seconds=ttl_seconds, wait_seconds=wait_seconds

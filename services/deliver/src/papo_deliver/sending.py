@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, call_with_retries
+from papo_common.evolution import (
+    EvolutionClient,
+    EvolutionError,
+    EvolutionProtocolError,
+    RetryPolicy,
+    SentMessage,
+    call_with_retries,
+)
 from papo_common.own_sends import OwnSends
 from papo_deliver.courtesy import Courtesies
 from papo_deliver.send_slots import SendSlots, sleep_until
@@ -71,6 +78,7 @@ async def send_texts(
     policy: RetryPolicy,
     on_sent: OnSent,
     on_sending: OnSending = _nothing_for,
+    on_not_sent: OnSending = _nothing_for,
     already_sent: Container[int] = (),
     before_each_call: Hook = _nothing,
     slots: SendSlots = UNSPACED,
@@ -79,8 +87,9 @@ async def send_texts(
     own_sends: OwnSends | None = None,
 ) -> None:
     """Send each text not in `already_sent`, in order; `on_sending(index)` runs right before each `sendText`
-    call (the caller marks the chunk in flight there), `on_sent(index, message)` after each one is accepted and
-    before the next is started. `before_each_call` runs before every HTTP call and every
+    call (the caller marks the chunk in flight there), `on_not_sent(index)` after a call Evolution refused
+    with a 4xx (nothing went out, so the mark can go), `on_sent(index, message)` after each one is accepted
+    and before the next is started. `before_each_call` runs before every HTTP call and every
     `renew_every_seconds` of waiting (the caller renews its lock there). Without `courtesies` no typing
     indicator is shown: Evolution types for the typing time itself.
 
@@ -124,7 +133,12 @@ async def send_texts(
             await on_sending(index)
             if own_sends is not None:
                 await own_sends.expect(chat.instance, chat_jid, text)
-            return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)
+            try:
+                return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)
+            except EvolutionError as error:
+                if definitely_not_sent(error):
+                    await on_not_sent(index)
+                raise
 
         message = await call_with_retries(send, policy, what=f"sendText chunk {index}")
         # The ledger first: it is what keeps the chunk from being sent again. A Redis blip on the id's record
@@ -135,6 +149,13 @@ async def send_texts(
                 await own_sends.record(chat.instance, chat_jid, message.message_id, text=text)
             except RedisError as error:
                 logger.warning("could not record an own send's id", extra={"error": type(error).__name__})
+
+
+def definitely_not_sent(error: EvolutionError) -> bool:
+    """Whether Evolution's answer proves the text did not go out. A 4xx is a refusal before WhatsApp took it
+    (Baileys' closed socket, a bad number, a rejected key). A 5xx may come after Baileys handed the text on,
+    and a success without an id is a success: both may have been sent, so only the echo can tell."""
+    return not isinstance(error, EvolutionProtocolError) and 400 <= error.status_code < 500
 
 
 async def _claim_turn(

@@ -1,4 +1,5 @@
-"""In-process stand-ins for Redis and the broker, so the HTTP tests need no network."""
+"""In-process stand-ins for Redis and the broker behind the webhook, so ingest's HTTP surface can be driven
+with no network: its unit tests and the webhook fuzzer judge each body on its own, not on Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from papo_ingest.intake import Intake
 
 
 class MemorySeen:
-    """`SeenMessages` in a dict."""
+    """`SeenMessages` in a dict, for one process."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
