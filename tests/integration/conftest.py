@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator
 import pytest
 from faststream.rabbit import RabbitBroker
 
-from .deliver_stack import probe_broker
+from papo_testing.fake_evolution import FakeEvolution
+
+from .deliver_stack import API_KEY, INSTANCE, probe_broker
+
+
+@pytest.fixture
+async def evolution() -> AsyncIterator[FakeEvolution]:
+    """A fake Evolution API that knows `INSTANCE` by its key."""
+    async with FakeEvolution(api_keys={INSTANCE: API_KEY}) as fake:
+        yield fake
 
 
 @pytest.fixture

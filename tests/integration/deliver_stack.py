@@ -9,17 +9,37 @@ import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from pydantic import SecretStr
 
+from papo_common.contracts import ConversationRef, Reply
 from papo_common.topology import EXCHANGE, RoutingKey
 from papo_deliver.app import create_app
 from papo_deliver.settings import DeliverSettings
 
 SettingsFactory = Callable[..., DeliverSettings]
+
+INSTANCE, API_KEY = "acme", "acme-key"
+CHAT = "5511987654321@s.whatsapp.net"
+
+
+def make_reply(text: str = "Oi! Tudo bem?", *, follows: str | None = None, chat: str = CHAT) -> Reply:
+    """A reply of the llm to one person of `INSTANCE`, answering one message."""
+    return Reply(
+        reply_id=f"reply:{uuid.uuid4().hex[:10]}",
+        follows=follows,
+        burst_id="burst",
+        conversation=ConversationRef(instance=INSTANCE, user_id=chat),
+        chat_id=chat,
+        text=text,
+        in_reply_to=("3A0000000000000001",),
+        model="test-model",
+        created_at=datetime.now(UTC),
+    )
 
 
 def settings_factory(

@@ -8,9 +8,7 @@ limit and dead-letter queue), publishes `Reply` messages to the `papo` exchange 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -18,7 +16,7 @@ from faststream.rabbit import RabbitBroker
 from pydantic import SecretStr
 
 from papo_common.broker import publish
-from papo_common.contracts import ConversationRef, Reply, ReplySent
+from papo_common.contracts import Reply, ReplySent
 from papo_common.metrics import REPLIES
 from papo_common.own_sends import set_instance_state
 from papo_common.redis import make_redis
@@ -27,30 +25,18 @@ from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
 from papo_testing.quiescence import settled
 
-from .deliver_stack import SettingsFactory, free_port_url, reply_sent_queue, running, settings_factory
+from .deliver_stack import (
+    API_KEY,
+    CHAT,
+    INSTANCE,
+    SettingsFactory,
+    free_port_url,
+    make_reply,
+    reply_sent_queue,
+    running,
+    settings_factory,
+)
 from .deliver_stack import collect as collect_messages
-
-INSTANCE, API_KEY = "acme", "acme-key"
-CHAT = "5511987654321@s.whatsapp.net"
-
-
-def make_reply(text: str = "Oi! Tudo bem?") -> Reply:
-    return Reply(
-        reply_id=f"{INSTANCE}:{CHAT}:{uuid.uuid4().hex[:10]}",
-        burst_id="burst",
-        conversation=ConversationRef(instance=INSTANCE, user_id=CHAT),
-        chat_id=CHAT,
-        text=text,
-        in_reply_to=("3A0000000000000001",),
-        model="test-model",
-        created_at=datetime.now(UTC),
-    )
-
-
-@pytest.fixture
-async def evolution() -> AsyncIterator[FakeEvolution]:
-    async with FakeEvolution(api_keys={INSTANCE: API_KEY}) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -166,7 +152,9 @@ async def test_a_number_not_on_whatsapp_is_dead_lettered_at_once_and_nothing_is_
         reply = make_reply()
         await publish(probe, reply)
         [dead] = await collect(dead_letters, reply.reply_id, count=1, timeout=10)
-        await settled(rabbitmq_url, redis_url, redis_prefix)  # a (wrong) redelivery would show up by then
+        await settled(
+            rabbitmq_url, redis_url, redis_prefix, queues=DELIVER.name
+        )  # a (wrong) redelivery would show up by then
 
     assert Reply.model_validate_json(dead.body) == reply
     assert len(evolution.requests_to("sendPresence")) == 1, "rejected once, not redelivered in a loop"

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from papo_common.broker import publish
 from papo_common.contracts import ConversationRef, Reply, ReplySent
+from papo_common.topology import DELIVER
 from papo_deliver.chunking import split_reply
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution, connection_closed_body, timed_out_body
@@ -233,5 +234,7 @@ async def test_answers_are_withheld_while_a_human_has_taken_over_but_notices_go_
     async with running(make_settings(evolution.url)):
         await publish(probe, answer)
         await publish(probe, notice)
-        await settled(rabbitmq_url, redis_url, redis_prefix)  # both replies taken and settled
+        await settled(
+            rabbitmq_url, redis_url, redis_prefix, queues=DELIVER.name
+        )  # both replies taken and settled
     assert [sent.text for sent in evolution.sent_texts()] == [notice.text]

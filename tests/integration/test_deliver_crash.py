@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from papo_common.contracts import ConversationRef, Reply
+from papo_common.contracts import Reply
 from papo_common.evolution import ApiKeys, EvolutionClient, RetryPolicy, SentMessage
 from papo_common.own_sends import OwnSends
 from papo_deliver.delivery import ReplyDeliverer
@@ -33,10 +31,10 @@ from papo_ingest.intake import Intake
 from papo_ingest.senders import Senders
 from papo_testing.fake_evolution import FakeEvolution
 
+from .deliver_stack import API_KEY, make_reply
+
 pytestmark = pytest.mark.integration
 
-INSTANCE, API_KEY = "acme", "acme-key"
-CHAT = "5511987654321@s.whatsapp.net"
 ECHO_WAIT_SECONDS = 0.5
 KEYS = ApiKeys(SecretStr(API_KEY))
 
@@ -59,19 +57,6 @@ class CrashingClient(EvolutionClient):
             self.crash = None
             raise Killed
         return message
-
-
-def make_reply(text: str) -> Reply:
-    return Reply(
-        reply_id=f"reply:{uuid.uuid4().hex[:10]}",
-        burst_id="burst",
-        conversation=ConversationRef(instance=INSTANCE, user_id=CHAT),
-        chat_id=CHAT,
-        text=text,
-        in_reply_to=("3A0000000000000001",),
-        model="test-model",
-        created_at=datetime.now(UTC),
-    )
 
 
 @asynccontextmanager
@@ -117,12 +102,6 @@ def intake(redis_client: Redis, redis_prefix: str, own_sends: OwnSends) -> Intak
         senders=Senders(redis_client, redis_prefix, own_sends),
         instances=Instances(redis_client, redis_prefix),
     )
-
-
-@pytest.fixture
-async def evolution() -> AsyncIterator[FakeEvolution]:
-    async with FakeEvolution(api_keys={INSTANCE: API_KEY}) as fake:
-        yield fake
 
 
 @pytest.fixture

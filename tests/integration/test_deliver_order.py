@@ -5,9 +5,7 @@ backoff, never into the dead-letter queue), and goes out without it once it is a
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,38 +14,15 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from papo_common.broker import publish
-from papo_common.contracts import ConversationRef, Reply
+from papo_common.contracts import Reply
 from papo_common.redis import ConversationKeys
 from papo_common.topology import DELIVER
 from papo_deliver.settings import DeliverSettings
 from papo_testing.fake_evolution import FakeEvolution
 
-from .deliver_stack import SettingsFactory, running, settings_factory
+from .deliver_stack import API_KEY, SettingsFactory, make_reply, running, settings_factory
 
 pytestmark = pytest.mark.integration
-
-INSTANCE, API_KEY = "acme", "acme-key"
-CHAT = "5511987654321@s.whatsapp.net"
-
-
-def make_reply(text: str, *, follows: str | None = None, chat: str = CHAT) -> Reply:
-    return Reply(
-        reply_id=f"reply:{uuid.uuid4().hex[:10]}",
-        follows=follows,
-        burst_id="burst",
-        conversation=ConversationRef(instance=INSTANCE, user_id=chat),
-        chat_id=chat,
-        text=text,
-        in_reply_to=("3A0000000000000001",),
-        model="test-model",
-        created_at=datetime.now(UTC),
-    )
-
-
-@pytest.fixture
-async def evolution() -> AsyncIterator[FakeEvolution]:
-    async with FakeEvolution(api_keys={INSTANCE: API_KEY}) as fake:
-        yield fake
 
 
 @pytest.fixture
