@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from papo_common.contracts import Reply
-from papo_common.errors import PermanentError
+from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.evolution import EvolutionClient, EvolutionUnavailable, RetryPolicy
 from papo_deliver.chunking import split_reply
 from papo_deliver.courtesy import Courtesies
@@ -127,10 +128,8 @@ async def test_a_held_lock_outlives_its_short_lease_and_a_dead_holders_lock_free
         await asyncio.sleep(1.0)  # three leases long: only the background renewal keeps it
         await lock.renew()
     assert await redis.exists(lock_key) == 0
-    dead = ledger.lock(reply, ttl_seconds=0.3, wait_seconds=0)
-    await dead.__aenter__()
-    assert dead._keeper is not None
-    dead._keeper.cancel()  # the holder is killed: nothing renews its lease any more
+    # A holder killed mid-send leaves its token under a lease that nothing renews any more.
+    await redis.set(lock_key, "killed-holder", px=300)
     async with ledger.lock(reply, ttl_seconds=0.3, wait_seconds=2):
         pass  # taken over within a lease, not a minute
 
@@ -320,3 +319,43 @@ async def test_nothing_is_marked_read_when_disabled(
 ) -> None:
     await deliverer.deliver(make_reply())
     assert evolution.requests_to("markMessageAsRead") == []
+
+
+async def test_a_redis_blip_while_recording_a_sent_chunk_is_retried_and_the_chunk_not_sent_again(
+    deliverer: ReplyDeliverer,
+    ledger: DeliveryLedger,
+    evolution: FakeEvolution,
+    make_reply: Callable[..., Reply],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    record_sent = ledger.record_sent
+    failures = 2
+
+    async def flaky(*args: object) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RedisConnectionError("connection reset")
+        await record_sent(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "record_sent", flaky)
+    reply = make_reply()
+    await deliverer.deliver(reply)
+    await deliverer.deliver(reply)
+
+    assert len(evolution.sent_texts()) == 1
+    assert len(await ledger.sent_chunks(reply)) == 1
+
+
+async def test_a_sent_chunk_that_cannot_be_recorded_means_redelivery(
+    deliverer: ReplyDeliverer,
+    ledger: DeliveryLedger,
+    make_reply: Callable[..., Reply],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def down(*args: object) -> None:
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(ledger, "record_sent", down)
+    with pytest.raises(DependencyUnavailable):
+        await deliverer.deliver(make_reply())

@@ -30,7 +30,15 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import RejectMessage
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    stop_never,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from papo_common.errors import DependencyUnavailable, PermanentError
@@ -78,19 +86,24 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def retry_transient(
     *,
-    attempts: int,
+    attempts: int | None,
     max_wait: float,
     base_wait: float = 0.5,
     transient: tuple[type[BaseException], ...] = OUTAGES,
     retry_after: Callable[[BaseException], float | None] | None = None,
     what: str = "call",
     sleep: Sleep = asyncio.sleep,
+    stop_when: Callable[[], bool] | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> AsyncRetrying:
     """A tenacity policy: `transient` failures are retried up to `attempts` tries in all, waiting with full
     jitter (uniform between 0 and `base_wait * 2**n`, capped at `max_wait`) or, when `retry_after` reads a
     server's hint from the failure, at least that (still capped). Exhausted transient failures raise
     `DependencyUnavailable` (chained to the last one), which means redelivery; anything else, a
     `PermanentError` included, passes through at once.
+
+    With `attempts=None` an outage is ridden out for as long as it lasts, until `stop_when()` says to give
+    up (a stop: the work is left unacknowledged for redelivery). `on_retry` runs before each wait.
 
     Use it as `async for attempt in retry_transient(...): with attempt: ...` or `await policy(fn, *args)`.
     """
@@ -109,6 +122,8 @@ def retry_transient(
         ) from failure
 
     def log_retry(state: RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry()
         failure = state.outcome.exception() if state.outcome else None
         logger.warning(
             "transient failure, retrying",
@@ -120,14 +135,25 @@ def retry_transient(
             },
         )
 
+    stop: stop_base = stop_never if attempts is None else stop_after_attempt(attempts)
+    if stop_when is not None:
+        stop = stop_any(stop, _StopWhen(stop_when))
     return AsyncRetrying(
         sleep=sleep,
-        stop=stop_after_attempt(attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception_type(transient),
         before_sleep=log_retry,
         retry_error_callback=give_up,
     )
+
+
+class _StopWhen(stop_base):
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._predicate()
 
 
 # -- leases ----------------------------------------------------------------------------------------------

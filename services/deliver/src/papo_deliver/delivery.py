@@ -38,6 +38,7 @@ from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, evo
 from papo_common.metrics import REPLIES
 from papo_common.own_sends import OwnSends, instance_state
 from papo_common.privacy import conversation_ref
+from papo_common.resilience import retry_transient
 from papo_deliver.chunking import split_reply
 from papo_deliver.courtesy import Courtesies
 from papo_deliver.ledger import DeliveryLedger, ReplyLock, SentChunk
@@ -252,15 +253,18 @@ class ReplyDeliverer:
     async def _record(self, reply: Reply, index: int, chunk: SentChunk) -> None:
         # The message is out: losing this record would send it again on redelivery, so a Redis hiccup here
         # is worth a few quick retries before giving up.
-        for attempt in range(1, _RECORD_ATTEMPTS + 1):
-            try:
-                await self._ledger.record_sent(reply, index, chunk)
-                return
-            except (RedisConnectionError, RedisTimeoutError):
-                if attempt == _RECORD_ATTEMPTS:
-                    logger.error(
-                        "sent, but could not record it: a redelivery will send it again",
-                        extra={"reply_id": reply.reply_id, "chunk": index, "message_id": chunk.message_id},
-                    )
-                    raise
-                await asyncio.sleep(0.2 * attempt)
+        retrying = retry_transient(
+            attempts=_RECORD_ATTEMPTS,
+            base_wait=0.2,
+            max_wait=1.0,
+            transient=(RedisConnectionError, RedisTimeoutError),
+            what="recording a sent chunk",
+        )
+        try:
+            await retrying(self._ledger.record_sent, reply, index, chunk)
+        except DependencyUnavailable:
+            logger.error(
+                "sent, but could not record it: a redelivery will send it again",
+                extra={"reply_id": reply.reply_id, "chunk": index, "message_id": chunk.message_id},
+            )
+            raise

@@ -11,43 +11,37 @@ Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:d
 - `…:settled`, written once the reply is done with: `sent`, `withheld` or `dead-lettered`; the reply that
   `follows` it (`Reply.follows`) is sent only after that, or after waiting `deliver_order_horizon_seconds`
   since `…:waiting-since` (the predecessor is then abandoned);
-- `…:lock`, a lease (SET NX PX with a random token) held while the reply is being sent, so two replicas
-  handed the same reply (a redelivery racing a slow first delivery, or a duplicate publish) never both send.
-  It is renewed (before every call to Evolution, and every third of its lease in the background) and released
-  only by its holder (token-checked Lua), so a short lease frees in seconds when its holder is killed.
+- `…:lock`, papo's one lease primitive (`papo_common.resilience.hold_lease`, redis-py's token-checked
+  `Lock`), held while the reply is being sent, so two replicas handed the same reply (a redelivery racing a
+  slow first delivery, or a duplicate publish) never both send. It is renewed (before every call to
+  Evolution, and every third of its lease in the background) and released only by its holder, so a short
+  lease frees in seconds when its holder is killed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from papo_common.contracts import Reply
-from papo_common.errors import DependencyUnavailable
 from papo_common.redis import ConversationKeys
+from papo_common.resilience import Lease, LeaseBusy, LeaseLost, hold_lease
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _POLL_SECONDS = 0.1
 
 logger = logging.getLogger(__name__)
 
 
-class DeliveryInProgress(DependencyUnavailable):
+class DeliveryInProgress(LeaseBusy):
     """Another consumer holds this reply's lock: retry later, by which time it is sent or given up."""
 
 
-class LockLost(DependencyUnavailable):
+class LockLost(LeaseLost):
     """Our lease expired and may be someone else's now: stop sending; a redelivery sees what was sent."""
 
 
@@ -142,50 +136,28 @@ class DeliveryLedger:
 
 
 class ReplyLock:
-    """`async with lock:` waits up to `wait_seconds` for the lease, else raises `DeliveryInProgress`."""
+    """`async with lock:` holds the reply's lease (`papo_common.resilience.hold_lease`: redis-py's
+    token-checked `Lock`, renewed in the background, so the lease can be short and a killed holder's lock frees
+    within seconds). It waits up to `wait_seconds` for it, else raises `DeliveryInProgress`."""
 
     def __init__(self, redis: Redis, key: str, *, ttl_seconds: float, wait_seconds: float) -> None:
-        self._redis = redis
         self._key = key
-        self._ttl_ms = int(ttl_seconds * 1000)
-        self._wait_seconds = wait_seconds
-        self._token = secrets.token_hex(16)
-        self._keeper: asyncio.Task[None] | None = None
+        self._holding = hold_lease(
+            redis, key, lease_seconds=ttl_seconds, wait_seconds=wait_seconds, poll_seconds=_POLL_SECONDS
+        )
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> ReplyLock:
-        deadline = time.monotonic() + self._wait_seconds
-        while not await self._redis.set(self._key, self._token, nx=True, px=self._ttl_ms):
-            if time.monotonic() >= deadline:
-                raise DeliveryInProgress(f"another consumer is sending this reply ({self._key})")
-            await asyncio.sleep(_POLL_SECONDS)
-        # Renewed in the background too, so the lease can be short: a killed holder's lock frees in seconds.
-        self._keeper = asyncio.create_task(self._keep_alive())
+        try:
+            self._lease = await self._holding.__aenter__()
+        except LeaseBusy as busy:
+            raise DeliveryInProgress(f"another consumer is sending this reply ({self._key})") from busy
         return self
-
-    async def _keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
-            try:
-                if not await self._redis.eval(_RENEW, 1, self._key, self._token, self._ttl_ms):
-                    return  # lost: the next `renew` before a call says so
-            except RedisError as error:
-                logger.warning("could not renew a delivery lock", extra={"error": type(error).__name__})
 
     async def renew(self) -> None:
         """Extend the lease before a call to Evolution; raises `LockLost` when it is no longer ours."""
-        if not await self._redis.eval(_RENEW, 1, self._key, self._token, self._ttl_ms):
+        if self._lease is None or not await self._lease.renew():
             raise LockLost(f"the delivery lock {self._key} expired while sending")
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
-        try:
-            await self._redis.eval(_RELEASE, 1, self._key, self._token)
-        except RedisError as error:
-            # Not worth masking what happened inside the block: the lease expires on its own.
-            logger.warning(
-                "could not release a delivery lock", extra={"key": self._key, "error": repr(error)}
-            )
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._holding.__aexit__(*exc_info)

@@ -11,8 +11,8 @@ work, COPY included, is under 30 µs a row. FastStream's Prometheus series are k
 - A body that is no contract of persist is rejected alone: dead-lettered at once.
 - A batch the database refuses is retried message by message, so only the row that cannot be written is
   dead-lettered (`PermanentError`) or redelivered (any other error); its batch-mates are written and acked.
-- While PostgreSQL is unreachable (`DependencyUnavailable`) the batch is retried with jittered exponential
-  backoff for as long as it takes, unacknowledged: an outage costs latency, never a dead letter. On a stop
+- While PostgreSQL is unreachable (`DependencyUnavailable`) the batch is retried under papo's one retry
+  policy (`papo_common.resilience.retry_transient`, full jitter) for as long as it takes, unacknowledged: an outage costs latency, never a dead letter. On a stop
   during an outage the deliveries are left unacknowledged and RabbitMQ redelivers them.
 - With tracing on, each message gets a span, a child of the one that published it.
 """
@@ -32,11 +32,11 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from papo_common.broker import BrokerMetrics, dead_letter_reason
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import DEAD_LETTERS
+from papo_common.resilience import retry_transient
 from papo_common.telemetry import tracer, tracing_enabled
 from papo_common.topology import ServiceQueue
 from papo_persist.rows import PersistedContract, PersistedMessage
@@ -256,23 +256,21 @@ class BatchConsumer:
         return written, failed
 
     async def _ride_out_outage(self, contracts: list[PersistedContract]) -> None:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(DependencyUnavailable),
-            wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff_s),
-            stop=self._stop_retrying,
+        """Write, retrying for as long as PostgreSQL is unavailable; on a stop, `DependencyUnavailable`."""
+        retrying = retry_transient(
+            attempts=None,
+            base_wait=0.1,
+            max_wait=self._max_backoff_s,
+            transient=(DependencyUnavailable,),
+            what="PostgreSQL write",
             sleep=self._pause,
-            before_sleep=self._outage,
-            reraise=True,
+            stop_when=self._stopping.is_set,
+            on_retry=self._outage,
         )
         await retrying(self._writer.write, contracts)
 
-    def _outage(self, state: RetryCallState) -> None:
+    def _outage(self) -> None:
         self.stats.outage_retries += 1
-        error = state.outcome.exception() if state.outcome else None
-        logger.warning("PostgreSQL unavailable, retrying", extra={"error": _short(error) if error else ""})
-
-    def _stop_retrying(self, _: RetryCallState) -> bool:
-        return self._stopping.is_set()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
