@@ -107,6 +107,12 @@ def _switch_on(provider: TracerProvider) -> None:
         sampler.recording = True
 
 
+def recording() -> bool:
+    """Whether papo's spans are kept (an exporter or a test's processor is installed). While they are not, a
+    hot path skips its span altogether: a dropped span still costs its creation and context switch."""
+    return _provider is not None and getattr(_provider.sampler, "recording", False) is True
+
+
 def tracer(name: str) -> trace.Tracer:
     """A tracer from papo's provider (falls back to the global one before setup)."""
     return (_provider or trace.get_tracer_provider()).get_tracer(name)

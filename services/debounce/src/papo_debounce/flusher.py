@@ -16,11 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from opentelemetry.propagate import extract
+from prometheus_client import Histogram
 
 from papo_common.contracts import Burst
 from papo_common.metrics import DEBOUNCE_BURST_MESSAGES, DEBOUNCE_WAIT_SECONDS
 from papo_common.privacy import conversation_ref
-from papo_common.telemetry import tracer
+from papo_common.telemetry import recording, tracer
 from papo_debounce.burst import build_burst
 from papo_debounce.store import DebounceStore, Flushing
 
@@ -49,6 +50,7 @@ class Flusher:
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_PUBLISHES)
         self._next_delay = poll_interval
         self._tracer = tracer(__name__)  # once: asking the provider for it costs more than the span
+        self._by_reason: dict[str, tuple[Histogram, Histogram]] = {}
 
     def next_delay(self) -> float:
         """How long the loop should wait after the last pass: nothing after a full page, else until the next
@@ -105,21 +107,36 @@ class Flusher:
                 extra={"burst_id": burst.burst_id, "conversation": conversation_ref(burst.conversation.key)},
             )
             return False
-        parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
         async with self._limit:
-            with self._tracer.start_as_current_span("papo.debounce.flush", context=parent) as span:
-                span.set_attribute("papo.burst_id", burst.burst_id)
-                span.set_attribute("papo.burst.messages", len(burst.items))
+            if recording():  # off: no span at all, not even a dropped one
+                parent = extract({"traceparent": flushing.traceparent}) if flushing.traceparent else None
+                with self._tracer.start_as_current_span("papo.debounce.flush", context=parent) as span:
+                    span.set_attribute("papo.burst_id", burst.burst_id)
+                    span.set_attribute("papo.burst.messages", len(burst.items))
+                    await self._publish(burst)
+            else:
                 await self._publish(burst)
-        DEBOUNCE_BURST_MESSAGES.labels(reason=burst.reason).observe(len(burst.items))
-        DEBOUNCE_WAIT_SECONDS.labels(reason=burst.reason).observe(flushing.claimed_at - flushing.first_at)
-        logger.debug(
-            "burst flushed",
-            extra={
-                "burst_id": burst.burst_id,
-                "conversation": conversation_ref(burst.conversation.key),
-                "messages": len(burst.items),
-                "reason": burst.reason,
-            },
-        )
+        sizes, waits = self._observers(burst.reason)
+        sizes.observe(len(burst.items))
+        waits.observe(flushing.claimed_at - flushing.first_at)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "burst flushed",
+                extra={
+                    "burst_id": burst.burst_id,
+                    "conversation": conversation_ref(burst.conversation.key),
+                    "messages": len(burst.items),
+                    "reason": burst.reason,
+                },
+            )
         return True
+
+    def _observers(self, reason: str) -> tuple[Histogram, Histogram]:
+        """The burst-size and wait histograms of `reason`, made once: `labels()` per burst was measurable."""
+        if (observers := self._by_reason.get(reason)) is None:
+            observers = (
+                DEBOUNCE_BURST_MESSAGES.labels(reason=reason),
+                DEBOUNCE_WAIT_SECONDS.labels(reason=reason),
+            )
+            self._by_reason[reason] = observers
+        return observers
