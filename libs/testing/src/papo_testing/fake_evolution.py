@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import base64 as b64
+import contextlib
 import json
 import random
 import secrets
@@ -184,6 +185,10 @@ class _State:
     """Evolution 2.3 retries a webhook answered 5xx/429 or not answered: `min(base·2^(n−1), 300)` s ±20 %,
     10 attempts; 400/401/403/404/422 end it. Tests shorten the base."""
     retrying: set[asyncio.Task[None]] = field(default_factory=set)
+    webhook_client: httpx.AsyncClient | None = None
+    """One client for every webhook, made in the server's loop: a client per post (its TLS context, its
+    pool) cost the fake milliseconds of CPU per `sendText`, which a load test then measured as papo's."""
+    webhook_loop: asyncio.AbstractEventLoop | None = None
     webhooks: list[DeliveredWebhook] = field(default_factory=list)
     base_url: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -362,6 +367,11 @@ class FakeEvolution:
     def stop(self) -> None:
         if self._server is None or self._thread is None:
             return
+        client, loop = self._state.webhook_client, self._state.webhook_loop
+        if client is not None and loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):  # closing is a courtesy: the thread's sockets end with it
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5)
+            self._state.webhook_client = None
         self._server.should_exit = True
         self._thread.join(2)
         if self._thread.is_alive():  # a hanging request would hold a graceful shutdown
@@ -471,9 +481,11 @@ async def _announce(state: _State, request: RecordedRequest, event: str, data: J
 
     async def attempt() -> int | None:
         status: int | None
+        if state.webhook_client is None:
+            state.webhook_client = httpx.AsyncClient(timeout=30)
+            state.webhook_loop = asyncio.get_running_loop()
         try:
-            async with httpx.AsyncClient(timeout=30) as client:
-                status = (await client.post(url, json=envelope, headers=headers)).status_code
+            status = (await state.webhook_client.post(url, json=envelope, headers=headers)).status_code
         except httpx.HTTPError:
             status = None
         with state.lock:

@@ -35,6 +35,10 @@ class RunningStack:
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running service (for reading its CPU time)."""
+        return {name: process.pid for name, process in self._processes.items()}
+
     def logs(self, service: str) -> str:
         return "".join(self._logs.get(service, ()))
 
