@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -134,7 +136,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run(rate: float, seconds: float, window: float, settle_seconds: float) -> None:
+def run(
+    rate: float, seconds: float, window: float, settle_seconds: float, profile: str | None = None
+) -> None:
     count = int(rate * seconds)
     with (
         infra.rabbitmq_vhost() as rabbitmq_url,
@@ -164,6 +168,12 @@ def run(rate: float, seconds: float, window: float, settle_seconds: float) -> No
             evolution.set_webhook(stack.url("ingest", "/webhook/evolution"), headers={"x-papo-token": TOKEN})
             pids = stack.pids()
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            spy = None
+            if profile:  # py-spy (not a dependency) records one service during the load
+                out = f"{profile}.pyspy.raw"
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "-r", "200", "-f", "raw", "-o", out, "--pid", str(pids[profile])]
+                )
             started = time.monotonic()
             posted, refused, hops = asyncio.run(
                 load_and_wait(
@@ -176,6 +186,9 @@ def run(rate: float, seconds: float, window: float, settle_seconds: float) -> No
                 )
             )
             elapsed = time.monotonic() - started
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     model_seconds = [r.finished_at - r.received_at for r in model.requests if r.finished_at is not None]
     model_time = statistics.median(model_seconds) if model_seconds else 0.0
@@ -227,11 +240,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for the last replies")
+    parser.add_argument(
+        "--profile", choices=SERVICES, help="record this service with py-spy into ./<service>.pyspy.raw"
+    )
     parser.add_argument("--quick", action="store_true", help="30 msg/s for 8 s (for `make bench`)")
     args = parser.parse_args()
     if args.quick:
         args.rate, args.seconds = 30.0, 8.0
-    run(args.rate, args.seconds, args.window, args.settle)
+    run(args.rate, args.seconds, args.window, args.settle, args.profile)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ async def send_texts(
         slot = await slots.reserve(chat.instance, lead_ms=typing_ms)
         await wait_until(slot - typing_ms / 1000)
         typed = False
-        if courtesies is not None:
+        if courtesies is not None and typing_ms > 0:  # nothing to type (typing turned off): no call
             await before_each_call()
             typed = await courtesies.show_typing(chat.instance, chat.number, typing_ms)
         attempts = 0

@@ -106,7 +106,8 @@ class HistoryArchive:
     """Reads a conversation's last messages from PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # One read, no transaction: autocommit spares the BEGIN and ROLLBACK round trips around it.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def recall(
         self,
