@@ -5,10 +5,11 @@
         the id, a persistent publish confirmed by RabbitMQ, the dedupe mark written behind the answer.
   peer  the same work written minimally with the same libraries in one Litestar handler: constant-time token
         check, msgspec decode, `SET NX` in Redis, a confirmed persistent aio-pika publish of a small JSON body.
+  bare  a Litestar endpoint under the same uvicorn that answers 200 and does nothing: the HTTP floor.
 
 Both run in one uvicorn process each, in turn, round by round (interleaved, so a noisy neighbour hits both),
 loaded by wrk with a unique message id per request. Printed per peer: the median req/s over the rounds and the
-server's CPU per request; then papo / peer. Needs the local RabbitMQ and Redis and `wrk` (Debian: apt-get
+server's CPU per request; then papo / peer and papo / bare. Needs the local RabbitMQ and Redis and `wrk` (Debian: apt-get
 install -y wrk).
 
     .venv/bin/python bench/ingest_webhooks.py                     # 3 rounds of 10 s at c=16 and c=64
@@ -97,6 +98,24 @@ def serve_peer(port: int) -> None:
     )
 
 
+def serve_bare(port: int) -> None:
+    """The HTTP floor (runs in the subprocess): the same server stack, no work at all."""
+    import uvicorn
+
+    @post("/webhook/evolution")
+    async def webhook() -> dict[str, str]:
+        return {"status": "accepted"}
+
+    @get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    app = Litestar([webhook, ready], openapi_config=None, logging_config=None)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, loop="uvloop", http="httptools"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,7 +127,7 @@ def start(mode: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     command = (
         [sys.executable, "-c", "from papo_ingest.app import main; main()"]
         if mode == "papo"
-        else [sys.executable, __file__, "--serve-peer", str(port)]
+        else [sys.executable, __file__, f"--serve-{mode}", str(port)]
     )
     process = subprocess.Popen(command, env={**env, "PAPO_INGEST_PORT": str(port)})
     url = f"http://127.0.0.1:{port}"
@@ -182,9 +201,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--quick", action="store_true", help="one 4-second round at c=16 (for `make bench`)")
     parser.add_argument("--serve-peer", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_peer:
         serve_peer(args.serve_peer)
+        return
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
         return
     if args.quick:
         args.rounds, args.seconds, args.concurrency = 1, 4, [16]
@@ -208,10 +231,10 @@ def main() -> None:
         env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
         servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         try:
-            for mode in ("papo", "peer"):
+            for mode in ("papo", "peer", "bare"):
                 servers[mode] = start(mode, env)
             for concurrency in args.concurrency:
-                results: dict[str, list[tuple[float, float, int]]] = {"papo": [], "peer": []}
+                results: dict[str, list[tuple[float, float, int]]] = {mode: [] for mode in servers}
                 for process, url in servers.values():  # warm-up
                     wrk_round(url, process.pid, concurrency, 2, template)
                 for _ in range(args.rounds):
@@ -224,7 +247,10 @@ def main() -> None:
                         f"{statistics.median(c for _, c, _ in runs):5.2f} ms CPU/request  "
                         f"errors {sum(e for _, _, e in runs)}  rounds {[round(r) for r, _, _ in runs]}"
                     )
-                print(f"c={concurrency:<3} ratio papo/peer {rates['papo'] / rates['peer']:.2f}")
+                print(
+                    f"c={concurrency:<3} ratio papo/peer {rates['papo'] / rates['peer']:.2f}, "
+                    f"papo/bare {rates['papo'] / rates['bare']:.2f}"
+                )
         finally:
             for process, _ in servers.values():
                 process.terminate()

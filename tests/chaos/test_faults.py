@@ -255,6 +255,53 @@ def chaos_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
         }
 
 
+class Crossings:
+    """Every burst and reply crossing papo's exchange, with when and (for replies) which reply each follows,
+    read by a probe queue of the test's own: what a reorder's report needs to say where it happened."""
+
+    KEYS = ("burst.ready", "reply.ready")
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str, str, str | None, list[str]]] = []
+        self._connection: Any = None
+
+    async def start(self, rabbitmq_url: str) -> None:
+        import aio_pika
+
+        self._connection = await aio_pika.connect_robust(rabbitmq_url)
+        channel = await self._connection.channel()
+        exchange = await channel.get_exchange("papo")
+        queue = await channel.declare_queue("chaos.crossings", durable=True)
+        for key in self.KEYS:
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(self._record, no_ack=True)
+
+    async def _record(self, message: Any) -> None:
+        body = json.loads(message.body)
+        text = body.get("text") or " ".join(item.get("text") or "" for item in body.get("items", []))
+        self.seen.append(
+            (
+                time.monotonic(),
+                message.routing_key,
+                body.get("reply_id") or body.get("burst_id"),
+                body.get("follows"),
+                TOKEN.findall(text) and [f"q{c}m{i}" for c, i in TOKEN.findall(text)],
+            )
+        )
+
+    def of(self, conversation: int) -> list[str]:
+        prefix = f"q{conversation}m"
+        return [
+            f"{at:.1f} {key} {ident} follows={follows} {tokens}"
+            for at, key, ident, follows, tokens in self.seen
+            if any(token.startswith(prefix) for token in tokens)
+        ]
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
 def delivered_turns(evolution: FakeEvolution) -> dict[int, list[list[tuple[int, int]]]]:
     """Per conversation, the (conversation, index) tokens of each sendText, in the order Evolution got them."""
     turns: dict[int, list[list[tuple[int, int]]]] = defaultdict(list)
@@ -272,7 +319,8 @@ async def settle(chaos: dict[str, Any], load: Load, deadline: float) -> dict[str
         answered = {
             f"q{c}m{i}" for turns in delivered_turns(chaos["evolution"]).values() for t in turns for c, i in t
         }
-        totals = await asyncio.to_thread(queue_totals, chaos["rabbitmq_url"])
+        everywhere = await asyncio.to_thread(queue_totals, chaos["rabbitmq_url"])
+        totals = {name: n for name, n in everywhere.items() if not name.startswith("chaos.")}  # the probe
         if load.accepted <= answered and not any(totals.values()):
             return totals
         await asyncio.sleep(1.0)  # each look boots a rabbitmqctl VM
@@ -304,12 +352,15 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
                     client, url, load.bursts[conversation], random.Random(SEED + conversation), load
                 )
 
+            crossings = Crossings()
+            await crossings.start(chaos_env["rabbitmq_url"])
             fault_task = asyncio.create_task(
                 run_faults(stack, load, chaos_env["redis_url"], chaos_env["rabbitmq_url"], faults)
             )
             await asyncio.gather(*(person(c) for c in load.bursts))
             await fault_task
         totals = await settle(chaos_env, load, time.monotonic() + SETTLE_TIMEOUT)
+        await crossings.stop()
         logs = stack.all_logs()
 
     summary = (
@@ -339,7 +390,15 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
                 < load.accepted_at[f"q{conversation}m{newer}"]
             ]
             if indexes != sorted(indexes) or overtaken:
-                reordered.append(f"q{conversation}: {replies} overtaken {overtaken}")
+                sends = [
+                    f"{sent.received_monotonic:.1f} sendText {sent.text}"
+                    for sent in chaos_env["evolution"].sent_texts()
+                    if f"q{conversation}m" in (sent.text or "")
+                ]
+                reordered.append(
+                    f"q{conversation}: {replies} overtaken {overtaken}; crossings "
+                    f"{crossings.of(conversation)}; sends {sends}"
+                )
             earlier.extend(indexes)
             for _, index in reply:
                 answered[f"q{conversation}m{index}"] += 1

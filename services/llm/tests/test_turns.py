@@ -314,7 +314,7 @@ async def test_a_failed_completion_is_permanent_and_frees_the_conversation(
     assert LLM_TURNS.labels(outcome="failed")._value.get() == failed_before + 1
 
 
-async def test_a_failed_publish_leaves_the_messages_pending_so_the_redelivery_answers(
+async def test_a_failed_publish_keeps_the_reply_in_the_outbox_and_the_redelivery_publishes_it_unasked(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
     engine = ScriptedEngine()
@@ -329,11 +329,38 @@ async def test_a_failed_publish_leaves_the_messages_pending_so_the_redelivery_an
     turns._publish = broker_down
     with pytest.raises(ConnectionError):
         await turns.handle(burst)
-    assert await history_of(redis, keys) is None
     assert not await redis.exists(keys.turn_lock)
     turns._publish = publish
-    assert await turns.handle(burst) == "answered"
-    assert published[0].in_reply_to == ("m1",)
+    assert await turns.handle(burst) == "duplicate", "m1 is answered: only its reply had to go out"
+    [reply] = published
+    assert reply.in_reply_to == ("m1",)
+    assert len(engine.prompts) == 1, "the model was asked once"
+
+
+async def test_a_reply_recorded_but_not_published_goes_out_before_the_next_burst_is_answered(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    """The chaos tier's double: Redis cut the llm's connection right after a reply was published, the turn
+    failed, and the next burst's turn took the messages for unanswered and answered them again."""
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine)
+    first = make_burst(make_item("m1", "oi"), seq=1)
+    publish = turns._publish
+
+    async def broker_down(reply: Reply) -> None:
+        raise ConnectionError("broker unreachable")
+
+    turns._publish = broker_down
+    with pytest.raises(ConnectionError):
+        await turns.handle(first)
+    turns._publish = publish
+    second = make_burst(make_item("m2", "tudo bem?", seconds=5), seq=2)
+    assert await turns.handle(second) == "answered"
+
+    assert [reply.in_reply_to for reply in published] == [("m1",), ("m2",)]
+    assert published[1].follows == published[0].reply_id
+    assert await turns.handle(first) == "duplicate"
+    assert len(published) == 2
 
 
 async def test_lost_history_is_reloaded_from_the_archive_and_seeded(

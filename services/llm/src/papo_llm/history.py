@@ -79,10 +79,15 @@ return 1
 """
 
 # KEYS: pending history. ARGV: ttl ms, max turns, turns..., '', settled ids...
+OUTBOX_SUFFIX = "llm:last-reply"
+"""The conversation's latest reply, the one it follows, and (until it is published) the reply itself."""
+
 _SETTLE = """
 local ttl = tonumber(ARGV[1])
 local max_turns = tonumber(ARGV[2])
-local i = 3
+-- the reply answering these messages, kept until it is published (the outbox): atomically with the answer
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
+local i = 5
 while ARGV[i] ~= '' do
   if max_turns > 0 then redis.call('RPUSH', KEYS[2], ARGV[i]) end
   i = i + 1
@@ -192,15 +197,24 @@ class HistoryStore:
         )
 
     async def settle(
-        self, keys: ConversationKeys, settled: Sequence[PendingMessage], turns: Sequence[Turn]
+        self,
+        keys: ConversationKeys,
+        settled: Sequence[PendingMessage],
+        turns: Sequence[Turn],
+        *,
+        outbox: tuple[str, str, int] | None = None,
     ) -> None:
         """The `settled` messages are answered (or handled by a human): they leave `pending`, and `turns`
-        (their user turn, and the answer when there is one) join the history."""
+        (their user turn, and the answer when there is one) join the history. `outbox` (key, value, ttl
+        seconds) is written in the same step: the reply that still has to be published."""
+        outbox_key, outbox_value, outbox_ttl = outbox or (keys.scoped(OUTBOX_SUFFIX), "", 0)
         await self._settle(
-            keys=[keys.scoped(PENDING_SUFFIX), keys.history],
+            keys=[keys.scoped(PENDING_SUFFIX), keys.history, outbox_key],
             args=[
                 self._ttl_ms,
                 self._max_turns,
+                outbox_value,
+                outbox_ttl,
                 *map(encode_turn, turns),
                 "",
                 *(m.message_id for m in settled),

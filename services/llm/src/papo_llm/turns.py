@@ -31,7 +31,7 @@ from papo_common.redis import ConversationKeys
 from papo_common.resilience import Lease, hold_lease
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import ChatEngine, ChatMessage, Completion
-from papo_llm.history import HistoryStore, TurnState
+from papo_llm.history import OUTBOX_SUFFIX, HistoryStore, TurnState
 from papo_llm.keywords import Command, KeywordMatcher
 from papo_llm.prompt import PendingMessage, Turn, build_messages, messages_of, trim_history, user_turn
 from papo_llm.sessions import SessionKeeper
@@ -44,9 +44,13 @@ Publish = Callable[[Reply], Awaitable[None]]
 
 _ARCHIVE_ROWS_PER_TURN = 4
 """A person's turn is often several messages: read this many rows per history turn wanted."""
-_LAST_REPLY = "llm:last-reply"
-"""The conversation's latest published reply and the one it follows (JSON)."""
 _LAST_REPLY_TTL_SECONDS = 7 * 24 * 3600
+
+
+def outbox_entry(keys: ConversationKeys, reply: Reply) -> tuple[str, str, int]:
+    """What the settle script writes beside the answer: the reply, until it is published."""
+    value = {"reply_id": reply.reply_id, "follows": reply.follows, "reply": reply.model_dump_json()}
+    return keys.scoped(OUTBOX_SUFFIX), json.dumps(value), _LAST_REPLY_TTL_SECONDS
 
 
 def reply_id_for(burst: Burst) -> str:
@@ -137,6 +141,7 @@ class TurnTaker:
     async def _take_turn(
         self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage], lease: Lease
     ) -> Outcome:
+        await self._flush_outbox(keys)
         state = await self._recorded(keys, burst, said)
         pending = state.pending
         if not pending:
@@ -166,8 +171,11 @@ class TurnTaker:
             # the person said more while we were thinking: the next burst answers everything at once
             return "superseded"
         lease.confirm(holder)
-        await self._publish_in_order(keys, reply_for(burst, pending, completion))
-        await self._settle(keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)])
+        reply = await self._in_order(keys, reply_for(burst, pending, completion))
+        await self._settle(
+            keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)], reply=reply
+        )
+        await self._publish_outbox(keys, reply)
         return "answered"
 
     async def _recorded(self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage]) -> TurnState:
@@ -200,23 +208,45 @@ class TurnTaker:
             )
         return state
 
-    async def _publish_in_order(self, keys: ConversationKeys, reply: Reply) -> None:
-        """Publish `reply` naming the conversation's previous reply (`Reply.follows`), so deliver keeps their
-        order. Under the turn lease: replies of one conversation are published one after another."""
-        key = keys.scoped(_LAST_REPLY)
-        raw = await self._redis.get(key)
+    async def _in_order(self, keys: ConversationKeys, reply: Reply) -> Reply:
+        """`reply`, naming the conversation's previous reply (`Reply.follows`), so deliver keeps their order.
+        Under the turn lease: one conversation's replies are decided one after another."""
+        raw = await self._redis.get(keys.scoped(OUTBOX_SUFFIX))
         last = json.loads(raw) if raw else {"reply_id": None, "follows": None}
-        # A turn redone after a crash publishes the same reply again: it follows what it followed then.
+        # A turn redone after a failure decides the same reply again: it follows what it followed then.
         follows = last["follows"] if last["reply_id"] == reply.reply_id else last["reply_id"]
-        await self._publish(reply.model_copy(update={"follows": follows}))
-        last = {"reply_id": reply.reply_id, "follows": follows}
-        await self._redis.set(key, json.dumps(last), ex=_LAST_REPLY_TTL_SECONDS)
+        return reply.model_copy(update={"follows": follows})
+
+    async def _publish_outbox(self, keys: ConversationKeys, reply: Reply) -> None:
+        """Publish the reply the turn settled with, then empty the outbox. A failure in between leaves it
+        there for the conversation's next turn (its redelivery, or a later burst) to publish first; deliver
+        sends a reply id once, so publishing it twice is harmless."""
+        await self._publish(reply)
+        published = {"reply_id": reply.reply_id, "follows": reply.follows}
+        await self._redis.set(keys.scoped(OUTBOX_SUFFIX), json.dumps(published), ex=_LAST_REPLY_TTL_SECONDS)
+
+    async def _flush_outbox(self, keys: ConversationKeys) -> None:
+        """Publish a reply an earlier turn settled but did not get out (killed, or the broker or Redis failed
+        right after the answer was recorded), before this turn decides anything."""
+        raw = await self._redis.get(keys.scoped(OUTBOX_SUFFIX))
+        if raw and (unpublished := json.loads(raw).get("reply")):
+            logger.warning("publishing a reply an earlier turn recorded but did not publish")
+            await self._publish_outbox(keys, Reply.model_validate_json(unpublished))
 
     async def _settle(
-        self, keys: ConversationKeys, burst: Burst, settled: Sequence[PendingMessage], turns: Sequence[Turn]
+        self,
+        keys: ConversationKeys,
+        burst: Burst,
+        settled: Sequence[PendingMessage],
+        turns: Sequence[Turn],
+        *,
+        reply: Reply | None = None,
     ) -> None:
+        """Record the answer, and with it (one script) the `reply` to publish: from here on the messages are
+        answered, so a failure before the publish must not answer them again, only publish this."""
+        outbox = None if reply is None else outbox_entry(keys, reply)
         await asyncio.gather(
-            self._store.settle(keys, settled, turns), self._sessions.touch(burst.conversation)
+            self._store.settle(keys, settled, turns, outbox=outbox), self._sessions.touch(burst.conversation)
         )
 
     async def _obey(
@@ -238,8 +268,11 @@ class TurnTaker:
             )
         text = settings.human_reply if command == "human" else settings.reset_reply
         await lease.ensure_held()
-        await self._publish_in_order(keys, notice_for(burst, pending, text))
-        await self._store.settle(keys, pending, [user_turn(pending), Turn("assistant", text)])
+        notice = await self._in_order(keys, notice_for(burst, pending, text))
+        await self._store.settle(
+            keys, pending, [user_turn(pending), Turn("assistant", text)], outbox=outbox_entry(keys, notice)
+        )
+        await self._publish_outbox(keys, notice)
         if command == "reset":
             await self._sessions.close(burst.conversation, "reset")
             return "reset"
