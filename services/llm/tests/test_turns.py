@@ -6,6 +6,7 @@ out of order, twice, after a failed turn, or after Redis lost its copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from papo_common.contracts import ConversationRef, Reply, SessionClosed
 from papo_common.metrics import LLM_TURNS
 from papo_common.redis import ConversationKeys
 from papo_llm.archive import Recalled
+from papo_llm.burst_order import WAITING_SUFFIX
 from papo_llm.engines import ChatMessage, Completion, CompletionFailed
 from papo_llm.history import HistoryStore, decode_turn
 from papo_llm.prompt import PendingMessage, Turn
@@ -487,3 +489,29 @@ def test_a_new_session_starts_after_the_last_closing_record() -> None:
     ]
     after_reset = [*rows[:4], ("system", "session_closed", "reset", None), rows[5]]
     assert session_turns(after_reset, complete=True, carryover_turns=2) == [Turn("user", "voltei")]
+
+
+async def test_bursts_at_the_llm_together_take_their_turns_oldest_first(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    """The chaos tier's reorder: two bursts of one conversation reached the llm at once (a debounce publisher
+    had stalled past its claim lease), and the newer won the race for the lease."""
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine)
+    older = make_burst(make_item("m1", "oi"), seq=1)
+    newer = make_burst(make_item("m2", "tudo bem?", seconds=5), seq=2)
+    keys = keys_for(prefix, older)
+    await redis.set(keys.turn_lock, b"another turn", px=30_000)  # both arrive while a turn is running
+
+    newer_task = asyncio.create_task(turns.handle(newer))  # the newer even starts polling first
+    while not await redis.zscore(keys.scoped(WAITING_SUFFIX), newer.burst_id):
+        await asyncio.sleep(0.01)
+    older_task = asyncio.create_task(turns.handle(older))
+    while await redis.zcard(keys.scoped(WAITING_SUFFIX)) < 2:
+        await asyncio.sleep(0.01)
+    await redis.delete(keys.turn_lock)  # the running turn ends
+    await asyncio.gather(newer_task, older_task)
+
+    assert [reply.in_reply_to for reply in published] == [("m1",), ("m2",)]
+    assert published[1].follows == published[0].reply_id
+    assert await redis.zcard(keys.scoped(WAITING_SUFFIX)) == 0, "both left the waiting room"

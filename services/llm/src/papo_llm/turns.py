@@ -28,8 +28,9 @@ from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import LLM_REQUEST_SECONDS, LLM_TOKENS, LLM_TURNS
 from papo_common.privacy import conversation_ref
 from papo_common.redis import ConversationKeys
-from papo_common.resilience import Lease, hold_lease
+from papo_common.resilience import Lease
 from papo_llm.archive import HistoryArchive
+from papo_llm.burst_order import BurstOrder
 from papo_llm.engines import ChatEngine, ChatMessage, Completion
 from papo_llm.history import OUTBOX_SUFFIX, HistoryStore, TurnState
 from papo_llm.keywords import Command, KeywordMatcher
@@ -118,18 +119,15 @@ class TurnTaker:
         self._sessions = sessions
         self._keywords = KeywordMatcher(reset=settings.reset_keywords, human=settings.human_keywords)
         self._completions = asyncio.Semaphore(settings.llm_turns_in_flight)
+        self._order = BurstOrder(redis, wait_seconds=settings.llm_turn_wait_seconds)
 
     async def handle(self, burst: Burst) -> Outcome:
         """Record `burst` and answer what is unanswered, unless a later burst will; returns what happened."""
         keys = ConversationKeys(self._settings.redis_key_prefix, burst.conversation)
         said = messages_of(burst)
         try:
-            async with hold_lease(
-                self._redis,
-                keys.turn_lock,
-                lease_seconds=self._settings.llm_turn_lock_ttl_seconds,
-                wait_seconds=self._settings.llm_turn_wait_seconds,
-            ) as lease:
+            lease_seconds = self._settings.llm_turn_lock_ttl_seconds
+            async with self._order.lease(keys, burst, lease_seconds=lease_seconds) as lease:
                 outcome = await self._take_turn(keys, burst, said, lease)
         except (PermanentError, DependencyUnavailable) as error:
             LLM_TURNS.labels(outcome="failed" if isinstance(error, PermanentError) else "unavailable").inc()
