@@ -20,6 +20,7 @@ from papo_common.contracts import ConversationRef, Reply
 from papo_common.topology import EXCHANGE, RoutingKey
 from papo_deliver.app import create_app
 from papo_deliver.settings import DeliverSettings
+from papo_testing.rabbit import running as running_app
 
 SettingsFactory = Callable[..., DeliverSettings]
 
@@ -67,14 +68,8 @@ def settings_factory(
     return build
 
 
-@contextlib.asynccontextmanager
-async def running(settings: DeliverSettings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
+def running(settings: DeliverSettings) -> contextlib.AbstractAsyncContextManager[None]:
+    return running_app(create_app(settings))
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from papo_common.topology import EXCHANGE, LLM, RoutingKey, declare_topology
 from papo_llm.app import create_app
 from papo_llm.settings import VOICE_NOTE_MARK, LlmSettings
 from papo_testing.fake_openai import FakeOpenAI
+from papo_testing.rabbit import running as running_app
 
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -76,14 +77,8 @@ def llm_settings(
     )
 
 
-@contextlib.asynccontextmanager
-async def running(settings: LlmSettings) -> AsyncIterator[None]:
-    app = create_app(settings)
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
+def running(settings: LlmSettings) -> contextlib.AbstractAsyncContextManager[None]:
+    return running_app(create_app(settings))
 
 
 class Replies:

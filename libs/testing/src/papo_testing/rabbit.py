@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from faststream.rabbit import RabbitBroker
@@ -29,6 +29,22 @@ async def connected_broker(url: str) -> AsyncIterator[RabbitBroker]:
         yield broker
     finally:
         await broker.stop()
+
+
+class Startable(Protocol):
+    async def start(self) -> Any: ...
+
+    async def stop(self) -> Any: ...
+
+
+@contextlib.asynccontextmanager
+async def running(app: Startable) -> AsyncIterator[None]:
+    """A service's app started (topology declared, subscribers consuming) for the block, stopped after."""
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
 
 
 async def publish_all(url: str, *messages: Contract) -> None:
