@@ -48,6 +48,13 @@ _ARCHIVE_ROWS_PER_TURN = 4
 _LAST_REPLY_TTL_SECONDS = 7 * 24 * 3600
 
 
+def in_order(last: dict[str, str | None], reply: Reply) -> Reply:
+    """`reply`, naming the conversation's previous reply (`Reply.follows`), so deliver keeps their order.
+    A turn redone after a failure decides the same reply again: it follows what it followed then."""
+    follows = last["follows"] if last["reply_id"] == reply.reply_id else last["reply_id"]
+    return reply.model_copy(update={"follows": follows})
+
+
 def outbox_entry(keys: ConversationKeys, reply: Reply) -> tuple[str, str, int]:
     """What the settle script writes beside the answer: the reply, until it is published."""
     value = {"reply_id": reply.reply_id, "follows": reply.follows, "reply": reply.model_dump_json()}
@@ -139,7 +146,7 @@ class TurnTaker:
     async def _take_turn(
         self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage], lease: Lease
     ) -> Outcome:
-        await self._flush_outbox(keys)
+        last = await self._flush_outbox(keys)
         state = await self._recorded(keys, burst, said)
         pending = state.pending
         if not pending:
@@ -150,7 +157,7 @@ class TurnTaker:
             return "paused"
         command = self._keywords.command_in(burst)
         if command is not None:
-            return await self._obey(keys, burst, pending, command, lease)
+            return await self._obey(keys, burst, pending, command, lease=lease, last=last)
         latest = state.recorded_seq
         if state.inbound_seq > latest:
             return "superseded"
@@ -169,7 +176,7 @@ class TurnTaker:
             # the person said more while we were thinking: the next burst answers everything at once
             return "superseded"
         lease.confirm(holder)
-        reply = await self._in_order(keys, reply_for(burst, pending, completion))
+        reply = in_order(last, reply_for(burst, pending, completion))
         await self._settle(
             keys, burst, pending, [user_turn(pending), Turn("assistant", completion.text)], reply=reply
         )
@@ -206,15 +213,6 @@ class TurnTaker:
             )
         return state
 
-    async def _in_order(self, keys: ConversationKeys, reply: Reply) -> Reply:
-        """`reply`, naming the conversation's previous reply (`Reply.follows`), so deliver keeps their order.
-        Under the turn lease: one conversation's replies are decided one after another."""
-        raw = await self._redis.get(keys.scoped(OUTBOX_SUFFIX))
-        last = json.loads(raw) if raw else {"reply_id": None, "follows": None}
-        # A turn redone after a failure decides the same reply again: it follows what it followed then.
-        follows = last["follows"] if last["reply_id"] == reply.reply_id else last["reply_id"]
-        return reply.model_copy(update={"follows": follows})
-
     async def _publish_outbox(self, keys: ConversationKeys, reply: Reply) -> None:
         """Publish the reply the turn settled with, then empty the outbox. A failure in between leaves it
         there for the conversation's next turn (its redelivery, or a later burst) to publish first; deliver
@@ -223,13 +221,16 @@ class TurnTaker:
         published = {"reply_id": reply.reply_id, "follows": reply.follows}
         await self._redis.set(keys.scoped(OUTBOX_SUFFIX), json.dumps(published), ex=_LAST_REPLY_TTL_SECONDS)
 
-    async def _flush_outbox(self, keys: ConversationKeys) -> None:
+    async def _flush_outbox(self, keys: ConversationKeys) -> dict[str, str | None]:
         """Publish a reply an earlier turn settled but did not get out (killed, or the broker or Redis failed
-        right after the answer was recorded), before this turn decides anything."""
+        right after the answer was recorded), before this turn decides anything; returns the conversation's
+        last reply and the one it follows. Under the lease, nothing else changes them until this turn does."""
         raw = await self._redis.get(keys.scoped(OUTBOX_SUFFIX))
-        if raw and (unpublished := json.loads(raw).get("reply")):
+        last = json.loads(raw) if raw else {"reply_id": None, "follows": None}
+        if unpublished := last.pop("reply", None):
             logger.warning("publishing a reply an earlier turn recorded but did not publish")
             await self._publish_outbox(keys, Reply.model_validate_json(unpublished))
+        return last
 
     async def _settle(
         self,
@@ -253,7 +254,9 @@ class TurnTaker:
         burst: Burst,
         pending: list[PendingMessage],
         command: Command,
+        *,
         lease: Lease,
+        last: dict[str, str | None],
     ) -> Outcome:
         settings = self._settings
         if command == "human":
@@ -266,7 +269,7 @@ class TurnTaker:
             )
         text = settings.human_reply if command == "human" else settings.reset_reply
         await lease.ensure_held()
-        notice = await self._in_order(keys, notice_for(burst, pending, text))
+        notice = in_order(last, notice_for(burst, pending, text))
         await self._store.settle(
             keys, pending, [user_turn(pending), Turn("assistant", text)], outbox=outbox_entry(keys, notice)
         )
