@@ -363,3 +363,20 @@ async def test_a_full_page_held_behind_unfinished_publishes_does_not_spin(
     flusher = Flusher(store, Collector(), page_size=3, poll_interval=0.2)
     assert await flusher.flush_due() == 0, "every second burst waits for its first"
     assert flusher.next_delay() == 0.2, "a full page, but nothing could be claimed: wait"
+
+
+async def test_each_burst_names_the_one_cut_before_it(store: DebounceStore, clock: FakeClock) -> None:
+    """So the llm can hold a burst back while its predecessor is still on its way (a retry queue)."""
+    flusher, out = flusher_for(store)
+    await store.add_message(text_message("A", "oi", seconds=1))
+    clock.advance(15.1)
+    assert await flusher.flush_due() == 1
+    await store.add_message(text_message("B", "tudo bem?", seconds=30))
+    await store.add_message(text_message("C", "quero um bolo", seconds=31))
+    clock.advance(15.1)
+    assert await flusher.flush_due() == 1
+
+    first, second = out.bursts
+    assert first.previous_inbound_seq is None, "the conversation's first burst follows none"
+    assert second.previous_inbound_seq == first.inbound_seq == 1
+    assert second.inbound_seq == 3

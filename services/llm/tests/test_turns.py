@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from papo_llm.history import HistoryStore, decode_turn
 from papo_llm.prompt import PendingMessage, Turn
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
-from papo_llm.turns import TurnTaker
+from papo_llm.turns import EarlierBurstPending, TurnTaker
 
 
 class ScriptedEngine:
@@ -515,3 +516,40 @@ async def test_bursts_at_the_llm_together_take_their_turns_oldest_first(
     assert [reply.in_reply_to for reply in published] == [("m1",), ("m2",)]
     assert published[1].follows == published[0].reply_id
     assert await redis.zcard(keys.scoped(WAITING_SUFFIX)) == 0, "both left the waiting room"
+
+
+async def test_a_burst_whose_predecessor_has_not_arrived_waits_for_it_and_both_are_answered_in_order(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    """The chaos tier's last reorder: the older burst failed once and waited in a retry queue while the newer
+    one arrived, took the turn and was answered first."""
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine, llm_order_horizon_seconds=60)
+    now = datetime.now(UTC)
+    older = make_burst(make_item("m1", "oi"), seq=1).model_copy(update={"flushed_at": now})
+    newer = make_burst(make_item("m2", "tudo bem?", seconds=5), seq=2).model_copy(
+        update={"flushed_at": now, "previous_inbound_seq": 1}
+    )
+
+    with pytest.raises(EarlierBurstPending):
+        await turns.handle(newer)  # its messages are recorded; the turn waits for the older burst
+    assert engine.prompts == []
+    assert await turns.handle(older) == "answered"
+    assert await turns.handle(newer) == "duplicate", "the older burst's turn answered both, in order"
+
+    [reply] = published
+    assert reply.in_reply_to == ("m1", "m2")
+
+
+async def test_past_the_horizon_a_missing_predecessor_no_longer_holds_a_burst_back(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    engine = ScriptedEngine()
+    turns, published = taker(redis, prefix, engine, llm_order_horizon_seconds=10)
+    flushed = datetime.now(UTC) - timedelta(seconds=11)
+    orphan = make_burst(make_item("m2", "tudo bem?"), seq=2).model_copy(
+        update={"flushed_at": flushed, "previous_inbound_seq": 1}
+    )
+
+    assert await turns.handle(orphan) == "answered"
+    assert published[0].in_reply_to == ("m2",)

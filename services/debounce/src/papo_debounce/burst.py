@@ -38,6 +38,7 @@ def build_burst(flushing: Flushing) -> Burst:
             for item in ordered
         ),
         inbound_seq=flushing.inbound_seq,
+        previous_inbound_seq=flushing.previous_seq,
         reason=flushing.reason,
         first_received_at=first_at,
         flushed_at=datetime.fromtimestamp(flushing.claimed_at, UTC),

@@ -118,7 +118,7 @@ return {
 CLAIM = (
     _PRELUDE
     + """
--- KEYS: due claims items meta pending flushing_items flushing_meta inbound_seq texts paused
+-- KEYS: due claims items meta pending flushing_items flushing_meta inbound_seq texts paused last_cut
 -- ARGV: now member lease max_size window state_ttl token burst_id
 local now = now_seconds(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
@@ -139,8 +139,11 @@ end
 redis.call('RENAME', KEYS[3], KEYS[6])
 redis.call('RENAME', KEYS[4], KEYS[7])
 redis.call('DEL', KEYS[5])
-redis.call('HSET', KEYS[7], 'inbound_seq', redis.call('GET', KEYS[8]) or 0, 'reason', reason, 'claimed_at', now,
-           'claim_token', ARGV[7], 'burst_id', ARGV[8])
+local seq = redis.call('GET', KEYS[8]) or 0
+-- the burst names the one cut before it, so the llm can wait for that one if it has not arrived yet
+redis.call('HSET', KEYS[7], 'inbound_seq', seq, 'reason', reason, 'claimed_at', now,
+           'claim_token', ARGV[7], 'burst_id', ARGV[8], 'previous_seq', redis.call('GET', KEYS[11]) or '')
+redis.call('SET', KEYS[11], seq, 'EX', ARGV[6])
 redis.call('EXPIRE', KEYS[6], ARGV[6])
 redis.call('EXPIRE', KEYS[7], ARGV[6])
 redis.call('ZREM', KEYS[1], ARGV[2])

@@ -54,6 +54,8 @@ class Flushing:
     claimed_at: float
     paused: str | None
     traceparent: str | None = None
+    previous_seq: int | None = None
+    """The inbound counter at the conversation's previous burst (None: the first, or cut by an older version)."""
 
 
 def member_of(conversation: ConversationRef) -> str:
@@ -78,6 +80,8 @@ class _Keys:
         self.texts = shared.scoped("debounce:texts")
         self.flushing_items = shared.scoped("debounce:flushing:items")
         self.flushing_meta = shared.scoped("debounce:flushing:meta")
+        self.last_cut = shared.scoped("debounce:last-cut")
+        """The inbound counter at the conversation's last claimed burst: the next burst names it."""
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -108,6 +112,7 @@ def _flushing(conversation: ConversationRef, token: str, reply: list[Any]) -> Fl
         if item.kind == "audio" and item.message_id.encode() in texts
     }
     push_name, traceparent = meta.get(b"push_name"), meta.get(b"traceparent")
+    previous = meta.get(b"previous_seq")
     return Flushing(
         conversation=conversation,
         token=token,
@@ -118,6 +123,7 @@ def _flushing(conversation: ConversationRef, token: str, reply: list[Any]) -> Fl
         chat_id=meta[b"chat_id"].decode(),
         push_name=push_name.decode() if push_name else None,
         inbound_seq=int(meta[b"inbound_seq"]),
+        previous_seq=int(previous) or None if previous else None,
         reason=meta[b"reason"].decode(),
         first_at=float(meta[b"first_at"]),
         claimed_at=float(meta[b"claimed_at"]),
@@ -255,6 +261,7 @@ class DebounceStore:
                         k.inbound_seq,
                         k.texts,
                         k.paused,
+                        k.last_cut,
                     ],
                     args=[
                         now,

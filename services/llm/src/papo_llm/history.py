@@ -30,13 +30,19 @@ SEEN_SUFFIX = "seen"
 _SENTINEL = ""
 """A member that keeps the `seen` set in existence once it was seeded, even before any message."""
 
-# KEYS: seen pending answered_seq inbound_seq paused history. ARGV: ttl ms, burst seq, then (id, value)...
+# KEYS: seen pending answered_seq inbound_seq paused history bursts.
+# ARGV: ttl ms, burst seq, previous burst seq or '', then (id, value)...
 # Returns {0} when `seen` is missing (Redis lost the state: reload it first); else
-# {1, answered_seq, inbound_seq, paused, history exists, history..., '', pending flat...}.
+# {1, answered_seq, inbound_seq, paused, history exists, previous recorded, history..., '', pending flat...}.
 _RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local ttl = tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
+-- has the burst cut before this one been recorded? (bursts recorded, by inbound_seq)
+local previous_recorded = 1
+if ARGV[3] ~= '' then previous_recorded = redis.call('SISMEMBER', KEYS[7], ARGV[3]) end
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('PEXPIRE', KEYS[7], ttl)
+for i = 4, #ARGV, 2 do
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
@@ -49,7 +55,8 @@ end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 local has_history = redis.call('PEXPIRE', KEYS[6], ttl)
-local reply = {1, recorded, tonumber(redis.call('GET', KEYS[4]) or '0'), redis.call('EXISTS', KEYS[5]), has_history}
+local reply = {1, recorded, tonumber(redis.call('GET', KEYS[4]) or '0'), redis.call('EXISTS', KEYS[5]), has_history,
+               previous_recorded}
 for _, turn in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do table.insert(reply, turn) end
 table.insert(reply, '')
 for _, field in ipairs(redis.call('HGETALL', KEYS[2])) do table.insert(reply, field) end
@@ -79,6 +86,8 @@ return 1
 """
 
 # KEYS: pending history. ARGV: ttl ms, max turns, turns..., '', settled ids...
+BURSTS_SUFFIX = "llm:bursts"
+"""The `inbound_seq` of every burst recorded: whether a burst's predecessor has reached the llm."""
 OUTBOX_SUFFIX = "llm:last-reply"
 """The conversation's latest reply, the one it follows, and (until it is published) the reply itself."""
 
@@ -114,6 +123,8 @@ class TurnState:
     """The answered turns; None when Redis has no copy (reload it from PostgreSQL)."""
     pending: list[PendingMessage]
     """Every message not answered yet, in the order it was sent."""
+    previous_recorded: bool = True
+    """Whether the burst cut before this one (`Burst.previous_inbound_seq`) has been recorded already."""
 
 
 def encode_turn(turn: Turn) -> str:
@@ -145,7 +156,12 @@ class HistoryStore:
         self._settle: Any = redis.register_script(_SETTLE)
 
     async def record(
-        self, keys: ConversationKeys, seq: int, messages: Sequence[PendingMessage]
+        self,
+        keys: ConversationKeys,
+        seq: int,
+        messages: Sequence[PendingMessage],
+        *,
+        previous_seq: int | None = None,
     ) -> TurnState | None:
         """Record a burst's messages (each once, ever) and read back the conversation's state; None when
         Redis lost it (no `seen` set), in which case nothing was recorded: `seed` it, then record again."""
@@ -157,20 +173,22 @@ class HistoryStore:
                 keys.inbound_seq,
                 keys.paused,
                 keys.history,
+                keys.scoped(BURSTS_SUFFIX),
             ],
-            args=[self._ttl_ms, seq, *_flat(messages)],
+            args=[self._ttl_ms, seq, "" if previous_seq is None else previous_seq, *_flat(messages)],
         )
         if not reply[0]:
             return None
-        recorded, inbound, paused, has_history = (int(value) for value in reply[1:5])
-        split = reply.index(b"", 5)
+        recorded, inbound, paused, has_history, previous_recorded = (int(value) for value in reply[1:6])
+        split = reply.index(b"", 6)
         pending = reply[split + 1 :]
         return TurnState(
             recorded_seq=recorded,
             inbound_seq=inbound,
             paused=bool(paused),
-            history=[decode_turn(raw) for raw in reply[5:split]] if has_history else None,
+            history=[decode_turn(raw) for raw in reply[6:split]] if has_history else None,
             pending=sorted(_pending(pending[0::2], pending[1::2])),
+            previous_recorded=bool(previous_recorded),
         )
 
     async def seed(

@@ -90,6 +90,10 @@ class LlmSettings(DatabaseSettings):
     lapses when the holder dies."""
     llm_turn_wait_seconds: float = Field(default=300.0, gt=0)
     """How long a burst waits for its conversation's turn before it is handed back for redelivery."""
+    llm_order_horizon_seconds: float = Field(default=10.0, ge=0, le=600)
+    """How long after its flush a burst is held back (redelivered with backoff) while the burst cut before it
+    has not reached the llm; past it the burst is answered anyway. It covers the first retries of a burst
+    that failed; a predecessor that never comes costs this much latency once."""
 
     reset_keywords: tuple[str, ...] = ("reiniciar", "recomeçar", "encerrar", "nova conversa", "reset")
     """A message that is exactly one of these (case, accents and punctuation aside) starts the conversation

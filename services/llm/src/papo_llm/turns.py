@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -46,6 +47,10 @@ Publish = Callable[[Reply], Awaitable[None]]
 _ARCHIVE_ROWS_PER_TURN = 4
 """A person's turn is often several messages: read this many rows per history turn wanted."""
 _LAST_REPLY_TTL_SECONDS = 7 * 24 * 3600
+
+
+class EarlierBurstPending(DependencyUnavailable):
+    """An older burst of the conversation is still on its way: redeliver this one later, with backoff."""
 
 
 def in_order(last: dict[str, str | None], reply: Reply) -> Reply:
@@ -151,6 +156,10 @@ class TurnTaker:
         pending = state.pending
         if not pending:
             return "duplicate"
+        if not state.previous_recorded and not self._waited_enough(burst):
+            # The burst cut before this one has not reached the llm (it failed and waits in a retry queue):
+            # answering now would answer the newer messages first. This one's are recorded; back off.
+            raise EarlierBurstPending("an earlier burst of this conversation has not reached the llm yet")
         if state.paused:
             # A human has the conversation: the messages are theirs to answer; keep them for context.
             await self._settle(keys, burst, pending, [user_turn(pending)])
@@ -187,13 +196,14 @@ class TurnTaker:
         """Record the burst and read the conversation back, reloading from PostgreSQL what Redis lost."""
         settings = self._settings
         rows = settings.llm_history_max_turns * _ARCHIVE_ROWS_PER_TURN
-        state = await self._store.record(keys, burst.inbound_seq, said)
+        previous = burst.previous_inbound_seq
+        state = await self._store.record(keys, burst.inbound_seq, said, previous_seq=previous)
         if state is None:
             recalled = await self._archive.recall(
                 burst.conversation, max_rows=rows, carryover_turns=settings.session_carryover_turns
             )
             await self._store.seed(keys, turns=recalled.turns, seen=recalled.seen, pending=recalled.pending)
-            state = await self._store.record(keys, burst.inbound_seq, said)
+            state = await self._store.record(keys, burst.inbound_seq, said, previous_seq=previous)
             if state is None:
                 raise DependencyUnavailable("Redis lost the conversation while it was being reloaded")
         if state.history is None:
@@ -210,6 +220,7 @@ class TurnTaker:
                 paused=state.paused,
                 history=recalled.turns,
                 pending=state.pending,
+                previous_recorded=state.previous_recorded,
             )
         return state
 
@@ -279,6 +290,12 @@ class TurnTaker:
             return "reset"
         await self._sessions.touch(burst.conversation)
         return "human_requested"
+
+    def _waited_enough(self, burst: Burst) -> bool:
+        """Past the horizon, a missing predecessor no longer holds a burst back: it may never come (a burst
+        debounce dropped because a human took over, or one lost upstream)."""
+        waited = datetime.now(UTC) - burst.flushed_at
+        return waited >= timedelta(seconds=self._settings.llm_order_horizon_seconds)
 
     async def _complete(self, messages: list[ChatMessage]) -> Completion:
         model = self._engine.model

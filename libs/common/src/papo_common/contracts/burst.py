@@ -43,6 +43,9 @@ class Burst(Contract):
     inbound_seq: int = Field(ge=1)
     """The conversation's inbound counter when the burst was cut. A reply generated for it is superseded when
     the counter has moved on: the person said more while we were thinking."""
+    previous_inbound_seq: int | None = Field(default=None, ge=0)
+    """`inbound_seq` of the burst of this conversation cut before this one (None: the first one, or cut by an
+    older debounce). The llm holds this burst back, for a bounded time, until that one has reached it."""
     reason: FlushReason
     first_received_at: UtcDatetime
     flushed_at: UtcDatetime
