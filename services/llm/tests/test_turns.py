@@ -317,6 +317,10 @@ async def test_a_failed_completion_is_permanent_and_frees_the_conversation(
     assert LLM_TURNS.labels(outcome="failed")._value.get() == failed_before + 1
 
 
+async def broker_down(reply: Reply) -> None:
+    raise ConnectionError("broker unreachable")
+
+
 async def test_a_failed_publish_keeps_the_reply_in_the_outbox_and_the_redelivery_publishes_it_unasked(
     redis: Redis, prefix, make_burst, make_item
 ) -> None:
@@ -325,9 +329,6 @@ async def test_a_failed_publish_keeps_the_reply_in_the_outbox_and_the_redelivery
     burst = make_burst(make_item("m1", "oi"), seq=1)
     keys = keys_for(prefix, burst)
     publish = turns._publish
-
-    async def broker_down(reply: Reply) -> None:
-        raise ConnectionError("broker unreachable")
 
     turns._publish = broker_down
     with pytest.raises(ConnectionError):
@@ -349,9 +350,6 @@ async def test_a_reply_recorded_but_not_published_goes_out_before_the_next_burst
     turns, published = taker(redis, prefix, engine)
     first = make_burst(make_item("m1", "oi"), seq=1)
     publish = turns._publish
-
-    async def broker_down(reply: Reply) -> None:
-        raise ConnectionError("broker unreachable")
 
     turns._publish = broker_down
     with pytest.raises(ConnectionError):

@@ -14,6 +14,7 @@ and `reset` (the person sent a keyword: papo confirms with a notice, and pauses 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -214,14 +215,7 @@ class TurnTaker:
                 exclude_message_ids=[message.message_id for message in state.pending],
             )
             await self._store.seed(keys, turns=recalled.turns)
-            state = TurnState(
-                recorded_seq=state.recorded_seq,
-                inbound_seq=state.inbound_seq,
-                paused=state.paused,
-                history=recalled.turns,
-                pending=state.pending,
-                previous_recorded=state.previous_recorded,
-            )
+            state = dataclasses.replace(state, history=recalled.turns)
         return state
 
     async def _publish_outbox(self, keys: ConversationKeys, reply: Reply) -> None:
