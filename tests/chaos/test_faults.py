@@ -315,10 +315,6 @@ class Crossings:
             await self._connection.close()
 
 
-def reordered_conversations(reports: list[str]) -> list[int]:
-    return [int(report.split(":", 1)[0][1:]) for report in reports]
-
-
 def delivered_turns(evolution: FakeEvolution) -> dict[int, list[list[tuple[int, int]]]]:
     """Per conversation, the (conversation, index) tokens of each sendText, in the order Evolution got them."""
     turns: dict[int, list[list[tuple[int, int]]]] = defaultdict(list)
@@ -391,7 +387,6 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
     turns = delivered_turns(chaos_env["evolution"])
     answered: defaultdict[str, int] = defaultdict(int)
     reordered: list[str] = []
-    reordered_by_llm: list[int] = []
     for conversation, replies in turns.items():
         earlier: list[int] = []  # the messages answered by the replies before this one
         for reply in replies:
@@ -413,12 +408,13 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
                     for sent in chaos_env["evolution"].sent_texts()
                     if f"q{conversation}m" in (sent.text or "")
                 ]
+                where = (
+                    "the llm published" if crossings.replied_out_of_order(conversation) else "deliver sent"
+                )
                 reordered.append(
-                    f"q{conversation}: {replies} overtaken {overtaken}; crossings "
+                    f"q{conversation} ({where} them out of order): {replies} overtaken {overtaken}; crossings "
                     f"{crossings.of(conversation)}; sends {sends}"
                 )
-                if crossings.replied_out_of_order(conversation):
-                    reordered_by_llm.append(conversation)
             earlier.extend(indexes)
             for _, index in reply:
                 answered[f"q{conversation}m{index}"] += 1
@@ -436,18 +432,7 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
         f"{len(doubled)} answered twice, e.g. {doubled[:10]}; sends {doubled_sends}; echoes answered "
         f"{dict(echoes)}; {summary}\n{logs[-20000:]}"
     )
-    # Known defect, open in the issue tracker: two bursts of one conversation reaching the llm together
-    # (a debounce publisher stalled past its claim lease while the next burst was cut) race for the turn
-    # lease, and the newer can be answered first. Every other reorder fails here; the known one is reported
-    # once everything else has been checked.
-    unexplained = [
-        line
-        for line, c in zip(reordered, reordered_conversations(reordered), strict=True)
-        if c not in reordered_by_llm
-    ]
-    assert not unexplained, (
-        f"{len(unexplained)} conversations out of order, e.g. {unexplained[:3]}; {summary}"
-    )
+    assert not reordered, f"{len(reordered)} conversations out of order, e.g. {reordered[:3]}; {summary}"
     stuck = {name: n for name, n in totals.items() if n}
     assert not stuck, f"queues not empty: {stuck}"
 
@@ -463,7 +448,3 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
     assert len(delivered_rows) == sum(len(r) for r in turns.values()), (
         "every delivered reply stored as delivered"
     )
-    if reordered:
-        pytest.xfail(
-            f"known defect: the llm answered bursts that reached it together out of order: {reordered[:3]}"
-        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from papo_llm.prompt import PendingMessage, Turn
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
 from papo_llm.turns import EarlierBurstPending, TurnTaker
+from papo_testing.factories import T0
 
 
 class ScriptedEngine:
@@ -77,6 +78,10 @@ async def answered_seq(redis: Redis, keys: ConversationKeys) -> int:
     return int(await redis.get(keys.answered_seq) or 0)
 
 
+NOW = T0 + timedelta(minutes=1)
+"""The llm's clock in these tests: a minute after the factories' messages were sent."""
+
+
 def taker(
     redis: Redis,
     prefix: str,
@@ -115,6 +120,7 @@ def taker(
         archive=archive or MemoryArchive(),  # type: ignore[arg-type]
         publish=publish,
         sessions=sessions,
+        clock=lambda: NOW,
     )
     return turns, published
 
@@ -523,10 +529,9 @@ async def test_a_burst_whose_predecessor_has_not_arrived_waits_for_it_and_both_a
     one arrived, took the turn and was answered first."""
     engine = ScriptedEngine()
     turns, published = taker(redis, prefix, engine, llm_order_horizon_seconds=60)
-    now = datetime.now(UTC)
-    older = make_burst(make_item("m1", "oi"), seq=1).model_copy(update={"flushed_at": now})
+    older = make_burst(make_item("m1", "oi"), seq=1).model_copy(update={"flushed_at": NOW})
     newer = make_burst(make_item("m2", "tudo bem?", seconds=5), seq=2).model_copy(
-        update={"flushed_at": now, "previous_inbound_seq": 1}
+        update={"flushed_at": NOW, "previous_inbound_seq": 1}
     )
 
     with pytest.raises(EarlierBurstPending):
@@ -544,7 +549,7 @@ async def test_past_the_horizon_a_missing_predecessor_no_longer_holds_a_burst_ba
 ) -> None:
     engine = ScriptedEngine()
     turns, published = taker(redis, prefix, engine, llm_order_horizon_seconds=10)
-    flushed = datetime.now(UTC) - timedelta(seconds=11)
+    flushed = NOW - timedelta(seconds=11)
     orphan = make_burst(make_item("m2", "tudo bem?"), seq=2).model_copy(
         update={"flushed_at": flushed, "previous_inbound_seq": 1}
     )

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -122,8 +122,10 @@ class TurnTaker:
         archive: HistoryArchive,
         publish: Publish,
         sessions: SessionKeeper,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._redis = redis
         self._engine = engine
         self._store = store
@@ -288,7 +290,7 @@ class TurnTaker:
     def _waited_enough(self, burst: Burst) -> bool:
         """Past the horizon, a missing predecessor no longer holds a burst back: it may never come (a burst
         debounce dropped because a human took over, or one lost upstream)."""
-        waited = datetime.now(UTC) - burst.flushed_at
+        waited = self._clock() - burst.flushed_at
         return waited >= timedelta(seconds=self._settings.llm_order_horizon_seconds)
 
     async def _complete(self, messages: list[ChatMessage]) -> Completion:
