@@ -220,11 +220,11 @@ def main() -> None:
     body["data"]["key"]["id"] = "MESSAGE_ID"
     template = json.dumps(body, ensure_ascii=False)
     print(f"ingest webhooks: {args.rounds} round(s) of {args.seconds:g} s per peer and concurrency, wrk -t1")
-    with infra.rabbitmq_vhost() as rabbitmq_url:
+    with infra.rabbitmq_vhost() as rabbitmq_url, infra.redis_prefix() as prefix:
         env = {
             **os.environ,
             "PAPO_RABBITMQ_URL": rabbitmq_url,
-            "PAPO_REDIS_KEY_PREFIX": f"papo-bench-{uuid.uuid4().hex[:8]}",
+            "PAPO_REDIS_KEY_PREFIX": prefix,
             "PAPO_WEBHOOK_TOKEN": TOKEN,
             "PAPO_LOG_LEVEL": "WARNING",
         }

@@ -27,7 +27,6 @@ import signal
 import statistics
 import subprocess
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -142,6 +141,7 @@ def run(
     count = int(rate * seconds)
     with (
         infra.rabbitmq_vhost() as rabbitmq_url,
+        infra.redis_prefix() as redis_prefix,
         infra.postgres_database() as database_url,
         FakeEvolution(api_keys={INSTANCE: API_KEY}) as evolution,
         FakeOpenAI() as model,
@@ -149,7 +149,7 @@ def run(
         env = {
             **os.environ,
             "PAPO_RABBITMQ_URL": rabbitmq_url,
-            "PAPO_REDIS_KEY_PREFIX": f"papo-bench-{uuid.uuid4().hex[:8]}",
+            "PAPO_REDIS_KEY_PREFIX": redis_prefix,
             "PAPO_DATABASE_URL": database_url,
             "PAPO_EVOLUTION_URL": evolution.url,
             "PAPO_EVOLUTION_API_KEYS": json.dumps({INSTANCE: API_KEY}),

@@ -99,7 +99,7 @@ def intake(redis_client: Redis, redis_prefix: str, own_sends: OwnSends) -> Intak
         seen=SeenMessages(redis_client, redis_prefix, published_ttl_seconds=600, claim_ttl_seconds=5),
         policy=IntakePolicy(),
         publish_timeout_seconds=5,
-        senders=Senders(redis_client, redis_prefix, own_sends),
+        senders=Senders(redis_prefix, own_sends),
         instances=Instances(redis_client, redis_prefix),
     )
 

@@ -61,7 +61,7 @@ def intake(redis_client: Redis, redis_prefix: str, own_sends: OwnSends, publishe
         policy=IntakePolicy(),
         publish_timeout_seconds=5,
         clock=lambda: NOW,
-        senders=Senders(redis_client, redis_prefix, own_sends),
+        senders=Senders(redis_prefix, own_sends),
         instances=Instances(redis_client, redis_prefix),
     )
 
@@ -233,7 +233,7 @@ async def test_redis_down_asks_evolution_to_retry_the_echo(published: Published)
         policy=IntakePolicy(),
         publish_timeout_seconds=5,
         clock=lambda: NOW,
-        senders=Senders(dead, "p", OwnSends(dead, "p")),
+        senders=Senders("p", OwnSends(dead, "p")),
         instances=Instances(dead, "p"),
     )
     try:

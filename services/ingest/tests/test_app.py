@@ -15,7 +15,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from papo_common.logging import JsonFormatter
+from papo_common.metrics import REGISTRY
 from papo_ingest.app import create_app
+from papo_ingest.ops import OPS_PATHS
 from papo_ingest.settings import IngestSettings
 
 from .fixtures import fixture
@@ -138,6 +140,36 @@ async def test_health_and_metrics_need_no_token(client: AsyncTestClient[Litestar
     await client.post("/webhook/evolution", json={}, headers={"x-papo-token": "nope"})
     metrics = (await client.get("/metrics")).text
     assert 'papo_webhooks_total{outcome="unauthorized",reason="wrong_token"}' in metrics
+
+
+async def test_requests_are_counted_by_route_and_status_and_the_ops_endpoints_are_not(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    def count(path: str, status: int, series: str = "litestar_requests_total", method: str = "POST") -> float:
+        labels = {"method": method, "path": path, "status_code": str(status), "app_name": "papo-ingest"}
+        return REGISTRY.get_sample_value(series, labels) or 0
+
+    before = {
+        "by_event": count("/webhook/evolution/{event}", 401),
+        "503": count("/webhook/evolution", 503),
+        "500": count("/webhook/evolution", 500, "litestar_requests_error_total"),
+    }
+    await client.post("/webhook/evolution/messages-upsert", json={})
+    await client.post("/webhook/evolution", json=fixture("text_conversation"), headers=AUTH)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    client.app.state.intake.receive = broken
+    await client.post("/webhook/evolution", json=fixture("text_conversation"), headers=AUTH)
+    await client.get("/metrics")
+    await client.get("/healthz")
+
+    assert count("/webhook/evolution/{event}", 401) == before["by_event"] + 1, "the route's template"
+    assert count("/webhook/evolution", 503) == before["503"] + 1
+    assert count("/webhook/evolution", 500, "litestar_requests_error_total") == before["500"] + 1
+    assert all(count(path, 200, method="GET") == 0 for path in OPS_PATHS)
+    assert count("/", 200, method="GET") == 0, "the metrics mount, under its own path"
 
 
 async def test_unknown_route_is_json_404(client: AsyncTestClient[Litestar]) -> None:

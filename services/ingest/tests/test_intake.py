@@ -189,7 +189,7 @@ async def test_one_redis_round_trip_per_webhook(
     from papo_ingest.senders import Senders
 
     await redis.ping()  # the pool's connection is open before counting
-    intake = make_intake(redis, prefix, FakeBroker(), senders=Senders(redis, prefix, OwnSends(redis, prefix)))
+    intake = make_intake(redis, prefix, FakeBroker(), senders=Senders(prefix, OwnSends(redis, prefix)))
     await intake.receive(fixture("text_conversation") | {"instance": "warm-up"})  # loads the scripts
     await intake._seen.flush()
     sent = 0
@@ -219,9 +219,7 @@ async def test_papos_own_echo_is_recognised_while_the_broker_is_away(redis: Redi
     chat = echo["data"]["key"]["remoteJid"]
     await own.expect(echo["instance"], chat, echo["data"]["message"]["conversation"])
     broker = FakeBroker()
-    intake = make_intake(
-        redis, prefix, broker, broker_ready=lambda: False, senders=Senders(redis, prefix, own)
-    )
+    intake = make_intake(redis, prefix, broker, broker_ready=lambda: False, senders=Senders(prefix, own))
     outcome = await intake.receive(echo)
     assert (outcome.status, outcome.reason) == ("ignored", "own_send")
     assert await own.sent_evidence(echo["instance"], chat, echo["data"]["message"]["conversation"])
@@ -234,7 +232,7 @@ async def test_an_operators_message_while_the_broker_is_away_is_retried_later(
     from papo_ingest.senders import Senders
 
     broker = FakeBroker()
-    senders = Senders(redis, prefix, OwnSends(redis, prefix))
+    senders = Senders(prefix, OwnSends(redis, prefix))
     intake = make_intake(redis, prefix, broker, broker_ready=lambda: False, senders=senders)
     outcome = await intake.receive(fixture("send_message"))
     assert (outcome.status, outcome.reason) == ("unavailable", "rabbitmq")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import aio_pika
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import IgnoredException, RejectMessage
@@ -26,6 +29,7 @@ from papo_common.contracts import Contract
 from papo_common.errors import PermanentError
 from papo_common.metrics import DEAD_LETTERS, REGISTRY
 from papo_common.resilience import redelivery_middleware
+from papo_common.telemetry import tracing_enabled
 from papo_common.topology import EXCHANGE, SERVICE_QUEUES, ServiceQueue, routing_key_for
 
 if TYPE_CHECKING:
@@ -243,3 +247,55 @@ async def publish(broker: RabbitBroker, message: Contract, *, headers: dict[str,
         message_type=message.__class__.__name__,
         headers=headers,
     )
+
+
+class ConfirmedPublisher:
+    """`publish`, for a hot path: the same persistent, mandatory, confirmed message on the broker's own
+    confirmed channel, handed to aio-pika directly, and counted in the same `faststream_published_*` series.
+
+    FastStream's publish builds its middleware chain and encodes the message anew on every call: about
+    100 µs of CPU per publish, a tenth of ingest's whole cost of a webhook (docs/performance.md). With
+    tracing on, FastStream's path is taken: it carries the trace context and makes the publish span.
+    Call `start` once the broker is connected.
+    """
+
+    def __init__(self, broker: RabbitBroker, *, app_id: str) -> None:
+        self._broker = broker
+        self._app_id = app_id
+        self._metrics = BrokerMetrics(app_id)
+        self._traced = tracing_enabled()
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def start(self) -> None:
+        """Look up the exchange on the broker's channel (declared by `declare_topology`)."""
+        self._exchange = await self._broker.declare_exchange(EXCHANGE)
+
+    async def __call__(self, message: Contract, *, headers: dict[str, Any] | None = None) -> None:
+        if self._traced or self._exchange is None:
+            await publish(self._broker, message, headers=headers)
+            return
+        routing_key = routing_key_for(message)
+        children = self._metrics.published(f"{EXCHANGE.name}.{routing_key}")
+        started = time.perf_counter()
+        try:
+            await self._exchange.publish(
+                aio_pika.Message(
+                    message.model_dump_json().encode(),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    correlation_id=uuid.uuid4().hex,
+                    timestamp=datetime.now(UTC),
+                    type=message.__class__.__name__,
+                    app_id=self._app_id,
+                    headers=headers,
+                ),
+                routing_key=routing_key,
+                mandatory=True,
+            )
+        except Exception as error:
+            children.exception(type(error).__name__).inc()
+            children.status("error").inc()
+            raise
+        finally:
+            children.duration.observe(time.perf_counter() - started)
+        children.status("success").inc()

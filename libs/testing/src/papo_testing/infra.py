@@ -49,6 +49,34 @@ def rabbitmq_vhost() -> Iterator[str]:
             rabbitmqctl("delete_vhost", vhost)
 
 
+@contextlib.contextmanager
+def redis_prefix(url: str = "redis://127.0.0.1:6379/0") -> Iterator[str]:
+    """A fresh Redis key prefix; yields it and deletes every key under it afterwards (a benchmark leaves
+    hundreds of thousands of dedupe marks with a two-day TTL, and every later SCAN walks them)."""
+    prefix = f"papo-bench-{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        asyncio.run(_delete_prefixed(url, prefix))
+
+
+async def _delete_prefixed(url: str, prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{prefix}:*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                await redis.unlink(*batch)
+                batch = []
+        if batch:
+            await redis.unlink(*batch)
+    finally:
+        await redis.aclose()
+
+
 async def _admin(statement: str) -> None:
     import asyncpg
 

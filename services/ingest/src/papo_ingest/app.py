@@ -12,18 +12,17 @@ import sys
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import jwt
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from litestar.plugins.prometheus import PrometheusConfig
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
-from papo_common.broker import publish
+from papo_common.broker import ConfirmedPublisher
 from papo_common.own_sends import OwnSends
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
@@ -40,7 +39,7 @@ from papo_ingest.handlers import evolution_webhook, evolution_webhook_by_event
 from papo_ingest.instances import Instances
 from papo_ingest.intake import Intake
 from papo_ingest.openapi import openapi_config
-from papo_ingest.ops import OPS_PATHS, liveness, metrics, readiness
+from papo_ingest.ops import OPS_PATHS, RequestMetrics, liveness, metrics, readiness
 from papo_ingest.senders import Senders
 from papo_ingest.settings import IngestSettings
 
@@ -57,7 +56,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     """Build the ingest app; connections open when it starts."""
     settings = settings or IngestSettings()
     broker = make_service_broker("ingest", settings)
-    link = BrokerLink(broker)
+    publisher = ConfirmedPublisher(broker, app_id="papo-ingest")
+    link = BrokerLink(broker, on_connected=publisher.start)
     redis = make_redis(settings.redis_url.get_secret_value())
     token = (
         settings.webhook_token.get_secret_value()
@@ -74,7 +74,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         claim_ttl_seconds=settings.ingest_claim_ttl_seconds,
     )
     intake = Intake(
-        publish=partial(publish, broker),
+        publish=publisher,
         seen=seen,
         policy=IntakePolicy(
             accept_groups=settings.ingest_accept_groups,
@@ -83,7 +83,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         ),
         publish_timeout_seconds=settings.ingest_publish_timeout_seconds,
         broker_ready=lambda: link.connected,
-        senders=Senders(redis, settings.redis_key_prefix, OwnSends(redis, settings.redis_key_prefix)),
+        senders=Senders(settings.redis_key_prefix, OwnSends(redis, settings.redis_key_prefix)),
         instances=instances,
     )
 
@@ -143,13 +143,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         state=State(state),
         lifespan=[lifespan],
         plugins=plugins,
-        # Litestar's own HTTP metrics (requests, latency, in progress by path and status), served on /metrics
-        # with papo's
-        middleware=[
-            PrometheusConfig(
-                app_name="papo-ingest", prefix="litestar", exclude=list(OPS_PATHS), group_path=True
-            ).middleware
-        ],
+        # HTTP metrics (requests, latency, in progress by route and status), served on /metrics with papo's
+        middleware=[DefineMiddleware(RequestMetrics, app_name="papo-ingest", exclude=list(OPS_PATHS))],
         request_max_body_size=settings.ingest_max_body_bytes,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         openapi_config=openapi_config(),

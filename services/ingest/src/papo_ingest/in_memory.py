@@ -23,7 +23,7 @@ class MemorySeen:
         return f"seen:{instance}:{message_id}"
 
     async def claim(
-        self, key: str, token: bytes, *, wait_seconds: float, alongside: object = None
+        self, key: str, token: bytes, *, wait_seconds: float, person: object = None
     ) -> ClaimOutcome:
         holder = self.values.setdefault(key, token)
         if holder == token:

@@ -101,16 +101,11 @@ class Intake:
         key = self._seen.key(message.conversation.instance, message.message_id)
         token = new_claim_token()
         # the person's identity is looked up in the claim's round trip: one round trip per webhook
-        lookup = self._senders.lookup(message) if self._senders else None
+        person = self._senders.lookup(message) if self._senders else None
         try:
-            claim = await self._seen.claim(
-                key,
-                token,
-                wait_seconds=self._timeout,
-                alongside=(lookup.queue, lookup.answer) if lookup else None,
-            )
-            if claim is ClaimOutcome.CLAIMED and lookup is not None:
-                message = lookup.message
+            claim = await self._seen.claim(key, token, wait_seconds=self._timeout, person=person)
+            if claim is ClaimOutcome.CLAIMED and person is not None:
+                message = person.message
                 if self._senders is not None and await self._senders.is_own(message):
                     await self._seen.release(key, token)
                     return Outcome("ignored", OWN_SEND.reason, OWN_SEND.detail)
