@@ -102,7 +102,8 @@ class SeenMessages:
         for a concurrent holder to finish. Once claimed, `person` is given its answer, from the same round
         trip."""
         deadline = time.monotonic() + wait_seconds
-        keys, args = [key], [token, self._claim_ttl_ms]
+        keys: list[str] = [key]
+        args: list[bytes | str | int] = [token, self._claim_ttl_ms]
         if person is not None and person.needed:
             keys.append(person.identity)
             args.extend(person.jids)

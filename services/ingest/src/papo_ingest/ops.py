@@ -10,6 +10,7 @@ from typing import Any
 import prometheus_client
 from litestar import Response, asgi, get
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram, make_asgi_app
 from prometheus_client.metrics_core import Metric
@@ -48,7 +49,7 @@ class RequestMetrics:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # the route's template; a mounted app (/metrics) has none, and sees its own path, not the one requested
         path = scope.get("path_template") or (scope.get("raw_path") or b"").decode("latin-1") or scope["path"]
-        if scope["type"] != "http" or path.startswith(self._exclude):
+        if scope["type"] != ScopeType.HTTP or path.startswith(self._exclude):
             await self._app(scope, receive, send)
             return
         method = scope["method"]
