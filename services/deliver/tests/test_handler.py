@@ -63,7 +63,7 @@ async def test_a_reply_is_sent_and_reply_sent_published_with_whatsapps_id(
 
     async with TestRabbitBroker(broker) as test_broker:
         await test_broker.publish(reply, queue=DELIVER.name)
-        handler.mock.assert_called_once_with(reply.model_dump(mode="json"))
+        handler.mock.assert_called_once_with(reply)  # decoded straight into the contract
         [accepted] = evolution.sent_texts("acme")
         published = ReplySent.model_validate(sent_listener.mock.call_args.args[0])
 

@@ -20,7 +20,7 @@ def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
     """Consume `papo.debounce` (acked once the message is in Redis); returns how the flush loop publishes a
     burst (persistent, mandatory, confirmed)."""
 
-    @subscribe(broker, DEBOUNCE)
+    @subscribe(broker, DEBOUNCE, contract=DebounceInput)
     async def on_message(message: DebounceInput) -> None:
         await debouncer.handle(message)
 

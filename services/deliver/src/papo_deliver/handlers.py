@@ -27,7 +27,9 @@ def register_handlers(broker: RabbitBroker, deliverer: ReplyDeliverer) -> Any:
 
     # Not the decorator form: a withheld reply publishes nothing, and a decorated publisher would publish
     # the handler's None.
-    @subscribe(broker, DELIVER, title="deliver", description="Replies to send through Evolution API")
+    @subscribe(
+        broker, DELIVER, contract=Reply, title="deliver", description="Replies to send through Evolution API"
+    )
     async def deliver_reply(reply: Reply) -> None:
         if (sent := await deliverer.handle(reply)) is not None:
             await reply_sent.publish(sent, content_type="application/json", message_type="ReplySent")

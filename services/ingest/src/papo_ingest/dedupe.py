@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import os
 import time
 from enum import Enum
 
@@ -152,4 +152,4 @@ class SeenMessages:
 
 def new_claim_token() -> bytes:
     """A random value that identifies one request's claim."""
-    return secrets.token_hex(16).encode()
+    return os.urandom(16).hex().encode()

@@ -6,6 +6,7 @@ retries, anything else (503 here) is retried with backoff for about 20 minutes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -86,21 +87,27 @@ async def _receive(request: Request[Any, Any, Any], *, path_event: str | None) -
 
 def answer(outcome: Outcome) -> Response[Any]:
     """The HTTP answer to an outcome, counted in `papo_webhooks`."""
-    WEBHOOKS.labels(outcome=outcome.status, reason=outcome.reason).inc()
+    _counted(outcome.status, outcome.reason).inc()
     content: dict[str, str] = {"status": outcome.status}
     if outcome.reason:
         content["reason"] = outcome.reason
     if outcome.detail:
         content["detail"] = outcome.detail
-    headers = {}
+    headers = None
     if outcome.status == "unavailable":
-        headers["retry-after"] = RETRY_AFTER_SECONDS
+        headers = {"retry-after": RETRY_AFTER_SECONDS}
     if outcome.status in ("rejected", "unavailable"):
         logger.warning(
             "webhook %s", outcome.status, extra={"reason": outcome.reason, "detail": outcome.detail}
         )
     status_code = _STATUS_CODES.get(outcome.status) or _REJECTION_STATUS.get(outcome.reason, 422)
     return Response(content, status_code=status_code, headers=headers)
+
+
+@functools.cache
+def _counted(status: str, reason: str) -> Any:
+    """The `papo_webhooks` child of one outcome, made once (statuses and reasons are short fixed codes)."""
+    return WEBHOOKS.labels(outcome=status, reason=reason)
 
 
 def _client(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

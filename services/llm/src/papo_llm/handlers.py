@@ -46,7 +46,7 @@ def register_handlers(broker: RabbitBroker, turns: TurnTaker, *, prefetch: int) 
     confirmed by the broker, or the burst is known to need none. Returns FastStream's wrapper of the handler
     (tests read its `mock`)."""
 
-    @subscribe(broker, LLM, channel=Channel(prefetch_count=prefetch))
+    @subscribe(broker, LLM, contract=Burst, channel=Channel(prefetch_count=prefetch))
     async def on_burst(burst: Burst) -> None:
         await turns.handle(burst)
 

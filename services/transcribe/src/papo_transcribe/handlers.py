@@ -32,7 +32,13 @@ def is_last_delivery(
 def register(broker: RabbitBroker, transcriber: Transcriber, *, horizon_seconds: float = 1800.0) -> None:
     """Subscribe the handler to transcribe's queue."""
 
-    @subscribe(broker, TRANSCRIBE, title="transcribe", description="Voice notes to transcripts")
+    @subscribe(
+        broker,
+        TRANSCRIBE,
+        contract=InboundMessage,
+        title="transcribe",
+        description="Voice notes to transcripts",
+    )
     async def transcribe_voice_note(body: InboundMessage, message: RabbitMessage) -> None:
         if body.kind != "audio":
             raise PermanentError(f"transcribe got a {body.kind} message; only audio is bound to its queue")
