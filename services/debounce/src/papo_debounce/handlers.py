@@ -7,7 +7,7 @@ from typing import Annotated
 from faststream.rabbit import RabbitBroker
 from pydantic import Field
 
-from papo_common.broker import subscribe
+from papo_common.broker import ConfirmedPublisher, subscribe
 from papo_common.contracts import Burst, InboundMessage, Transcript
 from papo_common.topology import DEBOUNCE, EXCHANGE, RoutingKey
 from papo_debounce.debouncer import Debouncer
@@ -36,7 +36,4 @@ def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
         message_type="Burst",
     )
 
-    async def publish_burst(burst: Burst) -> None:
-        await bursts.publish(burst)
-
-    return publish_burst
+    return ConfirmedPublisher(broker, app_id="papo-debounce", declared=bursts)

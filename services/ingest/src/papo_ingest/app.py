@@ -57,7 +57,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     settings = settings or IngestSettings()
     broker = make_service_broker("ingest", settings)
     publisher = ConfirmedPublisher(broker, app_id="papo-ingest")
-    link = BrokerLink(broker, on_connected=publisher.start)
+    link = BrokerLink(broker)
     redis = make_redis(settings.redis_url.get_secret_value())
     token = (
         settings.webhook_token.get_secret_value()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 
 from faststream.rabbit import RabbitBroker
 
@@ -24,15 +23,8 @@ _CONNECT_TIMEOUT_SECONDS = 10.0
 class BrokerLink:
     """The broker plus whether it has been connected and the topology declared."""
 
-    def __init__(
-        self,
-        broker: RabbitBroker,
-        *,
-        max_retry_seconds: float = 30.0,
-        on_connected: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, broker: RabbitBroker, *, max_retry_seconds: float = 30.0) -> None:
         self.broker = broker
-        self._on_connected = on_connected
         self._max_retry = max_retry_seconds
         self._connected = asyncio.Event()
         self._retrying: asyncio.Task[None] | None = None
@@ -75,8 +67,6 @@ class BrokerLink:
     async def _connect(self) -> None:
         await self.broker.connect()
         await declare_topology(self.broker)
-        if self._on_connected is not None:
-            await self._on_connected()
 
     async def _keep_trying(self) -> None:
         delay = 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from papo_common.contracts import ConversationRef, Reply, SessionClosed
+from papo_common.contracts import ConversationRef
 from papo_common.db import make_engine as make_db_engine
 from papo_common.periodic import Periodic
 from papo_common.redis import ConversationKeys, make_redis
@@ -35,12 +35,6 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
 
     publishers = declare_publishers(broker)
 
-    async def publish_reply(reply: Reply) -> None:
-        await publishers.reply.publish(reply)
-
-    async def publish_closed(closed: SessionClosed) -> None:
-        await publishers.session_closed.publish(closed)
-
     async def forget_history(conversation: ConversationRef) -> None:
         await store.forget(ConversationKeys(settings.redis_key_prefix, conversation))
 
@@ -48,7 +42,7 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
         redis,
         settings.redis_key_prefix,
         idle_seconds=settings.session_idle_seconds,
-        publish=publish_closed,
+        publish=publishers.session_closed,
         forget=forget_history,
     )
     sweeper = Periodic(
@@ -62,7 +56,7 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
             engine=chat_engine,
             store=store,
             archive=archive,
-            publish=publish_reply,
+            publish=publishers.reply,
             sessions=sessions,
         ),
         prefetch=max(settings.prefetch, settings.llm_turns_in_flight),

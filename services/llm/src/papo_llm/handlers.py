@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.publisher import RabbitPublisher
 
-from papo_common.broker import subscribe
+from papo_common.broker import ConfirmedPublisher, subscribe
 from papo_common.contracts import Burst, Reply, SessionClosed
 from papo_common.topology import EXCHANGE, LLM, RoutingKey
 from papo_llm.turns import TurnTaker
@@ -16,15 +15,15 @@ from papo_llm.turns import TurnTaker
 
 @dataclass(frozen=True)
 class Publishers:
-    reply: RabbitPublisher
-    session_closed: RabbitPublisher
+    reply: ConfirmedPublisher
+    session_closed: ConfirmedPublisher
 
 
 def declare_publishers(broker: RabbitBroker) -> Publishers:
     """Persistent, mandatory, confirmed publishes of the llm's two contracts (listed in its AsyncAPI)."""
 
-    def publisher(routing_key: str, contract: type[Reply | SessionClosed]) -> RabbitPublisher:
-        return broker.publisher(
+    def publisher(routing_key: str, contract: type[Reply | SessionClosed]) -> ConfirmedPublisher:
+        declared = broker.publisher(
             exchange=EXCHANGE,
             routing_key=routing_key,
             persist=True,
@@ -34,6 +33,7 @@ def declare_publishers(broker: RabbitBroker) -> Publishers:
             schema=contract,
             title=f"{routing_key}:publish",
         )
+        return ConfirmedPublisher(broker, app_id="papo-llm", declared=declared)
 
     return Publishers(
         reply=publisher(RoutingKey.REPLY_READY, Reply),
