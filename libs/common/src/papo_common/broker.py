@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -291,6 +292,7 @@ class ConfirmedPublisher:
         self._metrics = BrokerMetrics(app_id)
         self._traced = tracing_enabled()
         self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._looking_up = asyncio.Lock()
 
     async def __call__(self, message: Contract, *, headers: dict[str, Any] | None = None) -> None:
         if self._traced:
@@ -299,14 +301,12 @@ class ConfirmedPublisher:
             else:
                 await publish(self._broker, message, headers=headers)
             return
-        if self._exchange is None:
-            # the broker's cached exchange on its confirmed channel, which reconnects with it
-            self._exchange = await self._broker.declare_exchange(EXCHANGE)
+        exchange = self._exchange or await self._look_up_exchange()
         routing_key = routing_key_for(message)
         children = self._metrics.published(f"{EXCHANGE.name}.{routing_key}")
         started = time.perf_counter()
         try:
-            await self._exchange.publish(
+            await exchange.publish(
                 aio_pika.Message(
                     message.model_dump_json().encode(),
                     content_type="application/json",
@@ -327,3 +327,11 @@ class ConfirmedPublisher:
         finally:
             children.duration.observe(time.perf_counter() - started)
         children.status("success").inc()
+
+    async def _look_up_exchange(self) -> aio_pika.abc.AbstractExchange:
+        """The broker's cached exchange on its confirmed channel (which reconnects with it), looked up once
+        however many publishes start together."""
+        async with self._looking_up:
+            if self._exchange is None:
+                self._exchange = await self._broker.declare_exchange(EXCHANGE)
+        return self._exchange
