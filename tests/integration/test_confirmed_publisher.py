@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aio_pika
@@ -17,9 +17,18 @@ from papo_common.broker import ConfirmedPublisher, make_broker, publish
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
 from papo_common.topology import EXCHANGE, RoutingKey, declare_topology
+from papo_testing import infra
 from papo_testing.factories import text_message
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """A vhost of these tests' own: what they publish lands in the services' queues too, and must not reach
+    the next test file's consumers."""
+    with infra.rabbitmq_vhost() as url:
+        yield url
 
 
 @pytest.fixture
