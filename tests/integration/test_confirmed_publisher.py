@@ -33,7 +33,7 @@ def rabbitmq_url() -> Iterator[str]:
 
 @pytest.fixture
 async def broker(rabbitmq_url: str) -> AsyncIterator[RabbitBroker]:
-    connected = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url))  # type: ignore[arg-type]
+    connected = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url), app_id="papo-test")  # type: ignore[arg-type]
     async with connected:
         await declare_topology(connected)
         yield connected
@@ -78,7 +78,7 @@ def published(outcome: str) -> float:
 async def test_its_messages_carry_what_faststreams_publish_sets_and_are_counted_alike(
     broker: RabbitBroker, inbound_text: aio_pika.abc.AbstractQueue
 ) -> None:
-    publisher = ConfirmedPublisher(broker, app_id="papo-test")
+    publisher = ConfirmedPublisher(broker)
     message = text_message("m-fast", "oi")
     before = published("success")
 
@@ -100,7 +100,7 @@ async def test_publishes_that_start_together_look_the_exchange_up_once(
 ) -> None:
     """On a broker that has not declared the exchange itself (the topology came from another connection),
     the first flush pass's publishes all start before the lookup returns."""
-    fresh = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url))  # type: ignore[arg-type]
+    fresh = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url), app_id="papo-test")  # type: ignore[arg-type]
     async with fresh:
         lookups = 0
         declare = fresh.declare_exchange
@@ -111,7 +111,7 @@ async def test_publishes_that_start_together_look_the_exchange_up_once(
             return await declare(exchange)
 
         fresh.declare_exchange = counted  # type: ignore[method-assign]
-        publisher = ConfirmedPublisher(fresh, app_id="papo-test")
+        publisher = ConfirmedPublisher(fresh)
 
         await asyncio.gather(*(publisher(text_message(f"m{i}", "oi")) for i in range(50)))
 
@@ -129,7 +129,7 @@ async def test_with_tracing_on_it_publishes_through_the_declared_publisher(
         async def publish(self, message: Any, headers: Any = None) -> None:
             calls.append(message)
 
-    publisher = ConfirmedPublisher(broker, app_id="papo-test", declared=Declared())  # type: ignore[arg-type]
+    publisher = ConfirmedPublisher(broker, declared=Declared())  # type: ignore[arg-type]
     message = text_message("m-traced", "oi")
 
     await publisher(message)
@@ -139,8 +139,8 @@ async def test_with_tracing_on_it_publishes_through_the_declared_publisher(
 
 async def test_a_publish_on_a_broker_that_is_not_connected_fails(rabbitmq_url: str) -> None:
     """ingest answers 503 on it: the message was not taken."""
-    idle = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url))  # type: ignore[arg-type]
-    publisher = ConfirmedPublisher(idle, app_id="papo-test")
+    idle = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url), app_id="papo-test")  # type: ignore[arg-type]
+    publisher = ConfirmedPublisher(idle)
 
     with pytest.raises(Exception):  # noqa: B017 - FastStream raises its own "not connected" error
         await publisher(text_message("m-lost", "oi"))

@@ -285,11 +285,11 @@ class ConfirmedPublisher:
     FastStream.
     """
 
-    def __init__(self, broker: RabbitBroker, *, app_id: str, declared: RabbitPublisher | None = None) -> None:
+    def __init__(self, broker: RabbitBroker, *, declared: RabbitPublisher | None = None) -> None:
         self._broker = broker
-        self._app_id = app_id
+        self._app_id = broker.config.app_id  # what FastStream marks the broker's own publishes with
         self._declared = declared
-        self._metrics = BrokerMetrics(app_id)
+        self._metrics = BrokerMetrics(self._app_id or "papo")
         self._traced = tracing_enabled()
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._looking_up = asyncio.Lock()

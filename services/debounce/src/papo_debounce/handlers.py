@@ -36,4 +36,4 @@ def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
         message_type="Burst",
     )
 
-    return ConfirmedPublisher(broker, app_id="papo-debounce", declared=bursts)
+    return ConfirmedPublisher(broker, declared=bursts)

@@ -56,7 +56,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     """Build the ingest app; connections open when it starts."""
     settings = settings or IngestSettings()
     broker = make_service_broker("ingest", settings)
-    publisher = ConfirmedPublisher(broker, app_id="papo-ingest")
+    publisher = ConfirmedPublisher(broker)
     link = BrokerLink(broker)
     redis = make_redis(settings.redis_url.get_secret_value())
     token = (

@@ -7,9 +7,10 @@ request that finds another's claim waits for the outcome rather than answering "
 that may still fail to publish.
 
 One Redis round trip per webhook: one script claims the id with `SET NX GET`, which says by whom when it was
-taken, and, once claimed, looks the sender up in the instance's identity hash. Marking an id published is written behind the answer, many ids per round trip; if that write is
-lost (Redis down, the process killed), the claim expires on its own and a later duplicate is published again
-and deduplicated downstream by its message id, exactly as if the mark had been evicted.
+taken, and, once claimed, looks the sender up in the instance's identity hash. Marking an id published is
+written behind the answer, many ids per round trip; if that write is lost (Redis down, the process killed),
+the claim expires on its own and a later duplicate is published again and deduplicated downstream by its
+message id, exactly as if the mark had been evicted.
 """
 
 from __future__ import annotations

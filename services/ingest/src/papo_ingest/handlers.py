@@ -37,7 +37,7 @@ def require_webhook_token(connection: ASGIConnection[Any, Any, Any, Any]) -> Non
     authenticator: WebhookAuthenticator = connection.app.state.authenticator
     failure = authenticator.check(connection.headers)
     if failure is not None:
-        WEBHOOKS.labels(outcome="unauthorized", reason=failure.reason).inc()
+        _counted("unauthorized", failure.reason).inc()
         logger.warning("webhook refused", extra={"reason": failure.reason, "client": _client(connection)})
         raise NotAuthorizedException(detail=failure.detail)
 

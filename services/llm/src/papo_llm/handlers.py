@@ -33,7 +33,7 @@ def declare_publishers(broker: RabbitBroker) -> Publishers:
             schema=contract,
             title=f"{routing_key}:publish",
         )
-        return ConfirmedPublisher(broker, app_id="papo-llm", declared=declared)
+        return ConfirmedPublisher(broker, declared=declared)
 
     return Publishers(
         reply=publisher(RoutingKey.REPLY_READY, Reply),
