@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -10,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from papo_common.contracts import UNDERSTOOD_NOTHING, ConversationRef
-from papo_common.db import make_engine
+from papo_common.db import asyncpg_dsn, make_engine
+from papo_common.errors import DependencyUnavailable
 from papo_llm.archive import HistoryArchive, turn_from_row, turns_from_rows
 from papo_llm.prompt import Turn
 from papo_llm.settings import VOICE_NOTE_MARK
@@ -79,8 +81,16 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def archive(database_url: str) -> AsyncIterator[HistoryArchive]:
+    archive = HistoryArchive()
+    await archive.open(asyncpg_dsn(database_url), max_size=2)
+    yield archive
+    await archive.close()
+
+
 async def test_recalled_turns_leave_out_pending_messages_and_other_conversations(
-    engine: AsyncEngine, make_burst, make_item
+    engine: AsyncEngine, archive: HistoryArchive, make_burst, make_item
 ) -> None:
     burst = make_burst(make_item("now-1", "e o horário?", seconds=100), make_item("now-2", "?", seconds=101))
     me = burst.conversation
@@ -122,7 +132,7 @@ async def test_recalled_turns_leave_out_pending_messages_and_other_conversations
                 },
             )
 
-    recalled = await HistoryArchive(engine).recall(me, max_rows=50)
+    recalled = await archive.recall(me, max_rows=50)
 
     assert recalled.turns == [
         Turn("user", "quanto custa?"),
@@ -130,14 +140,14 @@ async def test_recalled_turns_leave_out_pending_messages_and_other_conversations
     ]
     assert [m.message_id for m in recalled.pending] == ["now-1", "later-1"], "no reply covers them"
     assert recalled.seen == ["old-1"], "a human answered it"
-    assert (await HistoryArchive(engine).recall(me, max_rows=50, exclude_message_ids=["now-1"])).pending[
-        0
-    ].content == ("said after the burst")
-    await HistoryArchive(engine).ping()
+    assert (await archive.recall(me, max_rows=50, exclude_message_ids=["now-1"])).pending[0].content == (
+        "said after the burst"
+    )
+    await archive.ping()
 
 
 async def test_a_reset_written_just_after_the_burst_was_sent_still_starts_a_new_session(
-    engine: AsyncEngine, make_burst, make_item
+    engine: AsyncEngine, archive: HistoryArchive, make_burst, make_item
 ) -> None:
     from papo_common.contracts import ConversationRef as Ref
 
@@ -174,5 +184,34 @@ async def test_a_reset_written_just_after_the_burst_was_sent_still_starts_a_new_
                     "s": t0 + timedelta(seconds=offset),
                 },
             )
-    recalled = await HistoryArchive(engine).recall(me, max_rows=50, carryover_turns=4)
+    recalled = await archive.recall(me, max_rows=50, carryover_turns=4)
     assert recalled.turns == [], "nothing from before the reset"
+
+
+async def test_postgresql_away_means_try_again_later_not_a_bug(database_url: str) -> None:
+    """An unreachable server, a missing database, or a connection PostgreSQL cut: each is
+    `DependencyUnavailable` (the turn is redelivered with backoff), and a cut connection is replaced."""
+    me = ConversationRef(instance="loja", user_id="5511900000001@s.whatsapp.net")
+    for dsn in ("postgresql://postgres@127.0.0.1:1/test", asyncpg_dsn(database_url) + "-gone"):
+        away = HistoryArchive()
+        await away.open(dsn, max_size=1)
+        with pytest.raises(DependencyUnavailable):
+            await away.recall(me, max_rows=10)
+        await away.close()
+
+    archive = HistoryArchive()
+    await archive.open(asyncpg_dsn(database_url), max_size=1)
+    try:
+        await archive.ping()
+        database = database_url.rsplit("/", 1)[1]
+        await infra.admin_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        )
+        with contextlib.suppress(
+            DependencyUnavailable
+        ):  # noticed on this read: the turn goes back to the queue
+            await archive.recall(me, max_rows=10)
+        assert (await archive.recall(me, max_rows=10)).turns == []
+    finally:
+        await archive.close()

@@ -77,7 +77,8 @@ async def _delete_prefixed(url: str, prefix: str) -> None:
         await redis.aclose()
 
 
-async def _admin(statement: str) -> None:
+async def admin_sql(statement: str) -> None:
+    """Run one statement as the PostgreSQL superuser (databases, backends)."""
     import asyncpg
 
     connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
@@ -91,7 +92,7 @@ async def _admin(statement: str) -> None:
 def postgres_database(*, migrate: bool = True) -> Iterator[str]:
     """A fresh PostgreSQL database with papo's migrations applied; yields its SQLAlchemy asyncpg URL."""
     name = f"papo_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     url = f"{base}/{name}"
     try:
@@ -101,4 +102,4 @@ def postgres_database(*, migrate: bool = True) -> Iterator[str]:
             upgrade(url)
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 
 from papo_common.contracts import ConversationRef
-from papo_common.db import make_engine as make_db_engine
+from papo_common.db import asyncpg_dsn
 from papo_common.periodic import Periodic
 from papo_common.redis import ConversationKeys, make_redis
 from papo_common.redis_durability import require_durable_redis
@@ -25,9 +25,8 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
     settings = settings or LlmSettings()
     broker = make_service_broker(LLM.service, settings)
     redis = make_redis(settings.redis_url.get_secret_value())
-    database = make_db_engine(settings.database_url.get_secret_value(), pool_size=settings.database_pool_size)
     chat_engine = make_engine(settings)
-    archive = HistoryArchive(database)
+    archive = HistoryArchive()
 
     store = HistoryStore(
         redis, ttl_seconds=settings.llm_history_ttl_seconds, max_turns=settings.llm_history_max_turns
@@ -68,13 +67,18 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
     async def close() -> None:
         await chat_engine.aclose()
         await redis.aclose()
-        await database.dispose()
+        await archive.close()
+
+    async def open_archive() -> None:
+        await archive.open(
+            asyncpg_dsn(settings.database_url.get_secret_value()), max_size=settings.database_pool_size
+        )
 
     # The engine closes after the broker has drained: in-flight handlers still use it until then.
     return consumer_app(
         broker,
         checks={"redis": redis_ready, "postgresql": archive.ping, **chat_engine.readiness_checks()},
-        on_startup=[chat_engine.start],
+        on_startup=[open_archive, chat_engine.start],
         after_startup=[sweeper.start],
         on_shutdown=[sweeper.stop],
         after_shutdown=[close],

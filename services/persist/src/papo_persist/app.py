@@ -7,6 +7,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitBroker
 
 from papo_common.broker import make_broker
+from papo_common.db import asyncpg_dsn
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import PERSIST
 from papo_persist.consumer import BatchConsumer
@@ -19,7 +20,7 @@ def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
     """The persist service as an ASGI app: consumes `papo.persist`, serves /healthz, /readyz and /metrics."""
     settings = settings or PersistSettings()
     broker = make_service_broker("persist", settings)
-    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(settings.database_url.get_secret_value())
     writer = PostgresWriter(timeout_s=settings.persist_write_timeout_s)
     consumer = BatchConsumer(
         settings.rabbitmq_url.get_secret_value(),

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from papo_common.db.outages import postgres_reason, postgres_unavailable
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import PERSISTED_ROWS
 from papo_persist.rows import PersistedContract, WriteKind, plan_batch, row_write
@@ -223,26 +224,15 @@ _PERMANENT_SQLSTATE_CLASSES = (
     "23",  # integrity constraint violation that no ON CONFLICT covers
     "54",  # program limit exceeded: a row too large to index
 )
-_UNAVAILABLE_SQLSTATES = (
-    "08",  # connection exception
-    "28",  # invalid authorization
-    "3D000",  # the database does not exist (dropped, or not created yet)
-    "53",  # insufficient resources: too many connections, disk full
-    "57P",  # operator intervention: shutting down, starting up, connection terminated
-)
 
 
 def translate(error: Exception) -> Exception:
     """The error to raise for `error`; `error` itself when it is not a database error (a bug stays a bug)."""
-    if isinstance(error, OSError | asyncpg.InterfaceError):  # TimeoutError and refused connections included
-        return DependencyUnavailable(f"PostgreSQL unreachable: {type(error).__name__}: {error}"[:500])
+    if unavailable := postgres_unavailable(error):
+        return unavailable
     if not isinstance(error, asyncpg.PostgresError):
         return error
-    sqlstate = str(error.sqlstate or "")
-    # the message alone: the error's text would add its DETAIL, which quotes the failing row
-    reason = f"{type(error).__name__} {sqlstate}: {error.args[0] if error.args else ''}"[:500]
-    if sqlstate.startswith(_PERMANENT_SQLSTATE_CLASSES):
+    reason = postgres_reason(error)
+    if str(error.sqlstate or "").startswith(_PERMANENT_SQLSTATE_CLASSES):
         return PermanentError(f"PostgreSQL refused the row: {reason}")
-    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-        return DependencyUnavailable(f"PostgreSQL unavailable: {reason}")
     return WriteFailed(reason)

@@ -2,5 +2,15 @@
 
 from papo_common.db.engine import make_engine, make_session_factory
 from papo_common.db.models import Conversation, Message, MessageRole, PersonIdentity
+from papo_common.db.outages import asyncpg_dsn, postgres_unavailable
 
-__all__ = ["Conversation", "Message", "MessageRole", "PersonIdentity", "make_engine", "make_session_factory"]
+__all__ = [
+    "Conversation",
+    "Message",
+    "MessageRole",
+    "PersonIdentity",
+    "asyncpg_dsn",
+    "make_engine",
+    "make_session_factory",
+    "postgres_unavailable",
+]
