@@ -34,6 +34,7 @@ from papo_persist.app import create_app
 from papo_persist.consumer import BatchConsumer
 from papo_persist.settings import PersistSettings
 from papo_testing import infra
+from papo_testing.chaos import drop_broker_connections
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CLOSED_PORT_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
@@ -77,12 +78,15 @@ async def queue_depth(rabbitmq_url: str, queue: str) -> int:
 
 
 async def drain(rabbitmq_url: str, queue: str) -> list[bytes]:
-    """Take every ready message out of `queue`."""
+    """Take every ready message out of `queue`; none when no test of this session declared it yet."""
     connection = await aio_pika.connect(rabbitmq_url)
     bodies = []
     async with connection:
         channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return bodies
         while (message := await declared.get(no_ack=True, fail=False)) is not None:
             bodies.append(message.body)
     return bodies
@@ -602,3 +606,26 @@ def test_an_app_made_before_its_event_loop_is_ready_inside_it(rabbitmq_url: str,
             return (await client.get("/readyz")).status_code
 
     assert asyncio.run(readiness()) == 200
+
+
+async def test_after_rabbitmq_drops_its_connection_persist_consumes_again(
+    database_url: str, instance: str
+) -> None:
+    """persist takes deliveries from the channel under aio-pika's robust one: once the connection is back,
+    the reopened channel must be consumed again, or the queue would fill while persist looks healthy."""
+    with infra.rabbitmq_vhost() as own_url:  # closing connections must not touch other tests' vhost
+        settings = persist_settings(own_url, database_url)
+        first = [text_message(conversation(instance, i % 5), f"A{i}", seconds=i) for i in range(50)]
+        later = [text_message(conversation(instance, i % 5), f"B{i}", seconds=100 + i) for i in range(50)]
+        async with publisher(own_url) as publish_all:  # declares the topology persist consumes from
+            await publish_all(first)
+        async with running(settings) as batcher:
+            await until_committed(batcher, 50)
+
+            drop_broker_connections(own_url)
+            async with publisher(own_url) as publish_all:
+                await publish_all(later)
+            await until_committed(batcher, 100)
+
+            assert await queue_depth(own_url, PERSIST.name) == 0
+        assert len(await messages_of(database_url, instance)) == 100

@@ -12,6 +12,8 @@ import pytest
 from opentelemetry import propagate
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
 from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.errors import DependencyUnavailable, PermanentError
@@ -31,42 +33,44 @@ def body(message_id: str, text: str = "oi") -> bytes:
     ).model_dump_json().encode()  # fmt: skip
 
 
+class ChannelClosed(Exception):
+    """What aiormq raises (`ChannelInvalidStateError`) on settling through a closed channel."""
+
+
 @dataclass(eq=False)
 class FakeChannel:
+    """The AMQP channel deliveries come on, recording how each was settled; settling raises once it closed."""
+
+    settled: list[tuple[str, int, bool]]
     closed: bool = False
 
-
-class ChannelClosed(Exception):
-    """What aio-pika raises (`ChannelInvalidStateError`) on touching a closed channel."""
-
-
-@dataclass
-class FakeDelivery:
-    """What the consumer reads of an aio-pika delivery, recording how it was settled. Like aio-pika's, its
-    `channel` and its settling raise once the channel it came on has closed."""
-
-    delivery_tag: int
-    body: bytes
-    settled: list[tuple[str, int, bool]]
-    on: FakeChannel = field(default_factory=FakeChannel)
-    exchange: str = "papo"
-    routing_key: str = "inbound.text"
-    headers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def channel(self) -> FakeChannel:
-        if self.on.closed:
+    def _open(self) -> None:
+        if self.closed:
             raise ChannelClosed
-        return self.on
 
-    async def ack(self, multiple: bool = False) -> None:
-        self.settled.append(("ack", self.channel and self.delivery_tag, multiple))
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self._open()
+        self.settled.append(("ack", delivery_tag, multiple))
 
-    async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
-        self.settled.append(("nack", self.channel and self.delivery_tag, requeue))
+    async def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        self._open()
+        self.settled.append(("nack", delivery_tag, requeue))
 
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(("reject", self.channel and self.delivery_tag, requeue))
+    async def basic_reject(self, delivery_tag: int, *, requeue: bool = True) -> None:
+        self._open()
+        self.settled.append(("reject", delivery_tag, requeue))
+
+
+def delivered(channel: FakeChannel, tag: int, payload: bytes, headers: dict[str, Any]) -> Delivery:
+    """A delivery as aiormq hands it over."""
+    return Delivery(
+        delivery=spec.Basic.Deliver(
+            consumer_tag="persist", delivery_tag=tag, exchange="papo", routing_key="inbound.text"
+        ),
+        header=ContentHeader(properties=spec.Basic.Properties(headers=headers)),
+        body=payload,
+        channel=cast(Any, channel),
+    )
 
 
 @dataclass
@@ -98,16 +102,15 @@ class Harness:
             "amqp://unused", PERSIST, writer, batch_size=batch_size, batch_wait_s=60, prefetch=batch_size * 2,
             max_backoff_s=0.001, tracing=tracing,
         )  # fmt: skip
-        self.channel = FakeChannel()
+        self.channel = FakeChannel(self.settled)
 
     async def deliver(self, tag: int, payload: bytes, headers: dict[str, Any] | None = None) -> None:
-        delivery = FakeDelivery(tag, payload, self.settled, self.channel, headers=headers or {})
-        await self.consumer.receive(cast(Delivery, delivery))
+        await self.consumer.receive(delivered(self.channel, tag, payload, headers or {}))
 
     def reconnect(self) -> None:
         """The connection dropped: its channel is closed, and deliveries now come on a new one."""
         self.channel.closed = True
-        self.channel = FakeChannel()
+        self.channel = FakeChannel(self.settled)
 
     async def until_settled(self, count: int) -> None:
         while len(self.settled) < count:

@@ -1,10 +1,13 @@
 """persist's consumer: takes deliveries off `papo.persist`, writes them in batches, and acknowledges a whole
 batch with one `basic.ack(multiple=True)` once the transaction holding its rows has committed.
 
-It consumes through aio-pika directly rather than through a FastStream subscriber. Measured on one 2-CPU
-machine (docs/performance.md), FastStream's per-message path (context, logging, dependency injection,
-middlewares) costs about 150 µs a message and caps one consumer at 3-5k messages/s, where persist's whole
-work, COPY included, is under 30 µs a row. FastStream's Prometheus series are kept, counted per batch.
+It consumes below FastStream, on the AMQP channel itself. Measured on one 2-CPU machine
+(docs/performance.md), FastStream's per-message path (context, logging, dependency injection, middlewares)
+costs about 150 µs a message and caps one consumer at 3-5k messages/s, where persist's whole work, COPY
+included, is under 30 µs a row; aio-pika's `IncomingMessage`, which copies every property of every delivery
+into an object of its own, was another sixth of the process. So the connection is aio-pika's robust one
+(reconnects, QoS restored) and deliveries are taken from its underlying aiormq channel as they arrive,
+consumed again whenever the channel is reopened. FastStream's Prometheus series are kept, counted per batch.
 
 - One loop gathers up to `batch_size` deliveries, or whatever arrived within `batch_wait_s` of the first,
   while the broker keeps up to `prefetch` unacknowledged (twice a batch lets the next gather during a commit).
@@ -28,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+import aiormq.abc
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
@@ -63,16 +67,16 @@ class ConsumerStats:
     """Writes retried because PostgreSQL was unavailable."""
 
 
-Delivery = AbstractIncomingMessage
+Delivery = aiormq.abc.DeliveredMessage
 
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """A delivery and the channel it came on, read once on arrival: aio-pika's `delivery.channel` raises once
-    that channel has closed, and a connection drop mid-batch must not turn settling into a crash."""
+    """A delivery with the channel it came on and its tag: it is settled on that channel, which may have
+    closed since (a connection drop mid-batch), and settling must then cost a redelivery, not a crash."""
 
     delivery: Delivery
-    channel: Any
+    channel: aiormq.abc.AbstractChannel
     tag: int
 
 
@@ -104,8 +108,9 @@ class BatchConsumer:
         """Delivery tags handed over and not yet settled, per channel: a multiple ack must not cover one."""
         self._stopping = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
-        self._source: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._consuming: tuple[aiormq.abc.AbstractChannel, str] | None = None
+        """The underlying channel deliveries come on, and the consumer tag there."""
         self._loop_task: asyncio.Task[None] | None = None
         self._metrics = _BrokerMetrics(app_name)
         self._tracing = tracing_enabled() if tracing is None else tracing
@@ -116,9 +121,27 @@ class BatchConsumer:
         self._connection = await aio_pika.connect_robust(self._url)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
-        self._source = await channel.declare_queue(self._queue.name, passive=True)
+        await channel.declare_queue(self._queue.name, passive=True)
+        self._channel = channel
         self.begin()
-        self._consumer_tag = await self._source.consume(self.receive)
+        await self._consume()
+        channel.reopen_callbacks.add(self._consume_again)
+
+    async def _consume(self) -> None:
+        if self._channel is None or self._stopping.is_set():
+            return
+        underlay = await self._channel.get_underlay_channel()
+        started = await underlay.basic_consume(self._queue.name, self.receive)
+        self._consuming = (underlay, str(started.consumer_tag))
+
+    async def _consume_again(self, channel: object) -> None:
+        """The robust channel was reopened (a reconnect): the new underlying channel has no consumer yet."""
+        try:
+            await self._consume()
+        except Exception as error:  # the channel closed again at once; its next reopen consumes
+            logger.warning(
+                "persist could not consume on the reopened channel", extra={"error": _short(error)}
+            )
 
     def begin(self) -> None:
         """Start the batching loop alone; `start` does it, tests hand deliveries to `receive` themselves."""
@@ -128,10 +151,12 @@ class BatchConsumer:
     async def stop(self) -> None:
         """Stop taking deliveries, write what was already gathered (unless PostgreSQL is away), then close:
         whatever is still unacknowledged goes back to the queue."""
-        if self._source is not None and self._consumer_tag is not None:
-            with contextlib.suppress(Exception):  # a connection already gone has no consumer to cancel
-                await self._source.cancel(self._consumer_tag)
         self._stopping.set()
+        if self._consuming is not None:
+            underlay, tag = self._consuming
+            with contextlib.suppress(Exception):  # a connection already gone has no consumer to cancel
+                await underlay.basic_cancel(tag)
+            self._consuming = None
         self._inbox.put_nowait(None)
         if self._loop_task is not None:
             await self._loop_task
@@ -142,7 +167,7 @@ class BatchConsumer:
 
     async def receive(self, delivery: Delivery) -> None:
         """Take one delivery; it is settled once its batch is."""
-        held = _Held(delivery, delivery.channel, int(delivery.delivery_tag or 0))
+        held = _Held(delivery, delivery.channel, int(getattr(delivery.delivery, "delivery_tag", 0) or 0))
         self._unsettled.setdefault(held.channel, set()).add(held.tag)
         self._inbox.put_nowait(held)
 
@@ -157,7 +182,9 @@ class BatchConsumer:
     async def _requeue_open(self, batch: list[_Held]) -> None:
         for held in batch:
             if held.tag in self._unsettled.get(held.channel, set()):
-                await self._settle(held.channel, [held], "error", held.delivery.nack(requeue=True))
+                await self._settle(
+                    held.channel, [held], "error", held.channel.basic_nack(held.tag, requeue=True)
+                )
 
     async def _gather(self) -> list[_Held]:
         first = await self._inbox.get()
@@ -209,7 +236,9 @@ class BatchConsumer:
                 await self._dead_letter(held, failure)
             else:
                 logger.warning("persist write failed, redelivering", extra={"error": _short(failure)})
-                await self._settle(held.channel, [held], "nacked", held.delivery.nack(requeue=True))
+                await self._settle(
+                    held.channel, [held], "nacked", held.channel.basic_nack(held.tag, requeue=True)
+                )
         await self._ack(written)
         self._metrics.processed(batch, time.perf_counter() - started)
         if self._tracing:
@@ -292,10 +321,10 @@ class BatchConsumer:
             unsettled = self._unsettled.get(channel, set())
             covered = sum(1 for tag in unsettled if tag <= last.tag)
             if covered == len(group):  # nothing else below the last tag is still open
-                await self._settle(channel, group, "acked", last.delivery.ack(multiple=True))
+                await self._settle(channel, group, "acked", channel.basic_ack(last.tag, multiple=True))
             else:
                 for held in group:
-                    await self._settle(channel, [held], "acked", held.delivery.ack())
+                    await self._settle(channel, [held], "acked", channel.basic_ack(held.tag))
 
     async def _dead_letter(self, held: _Held, error: Exception) -> None:
         DEAD_LETTERS.labels(queue=self._queue.name, reason=type(error).__name__).inc()
@@ -303,7 +332,9 @@ class BatchConsumer:
             "dead-lettering message",
             extra={"queue": self._queue.name, "reason": dead_letter_reason(error)},
         )
-        await self._settle(held.channel, [held], "rejected", held.delivery.reject(requeue=False))
+        await self._settle(
+            held.channel, [held], "rejected", held.channel.basic_reject(held.tag, requeue=False)
+        )
 
     async def _settle(self, channel: Any, group: list[_Held], status: str, outcome: Awaitable[None]) -> None:
         self._unsettled.get(channel, set()).difference_update(held.tag for held in group)
@@ -322,7 +353,7 @@ def _trace(batch: list[_Held], started_ns: int) -> None:
     for delivery in (held.delivery for held in batch):
         carrier = {
             key: value.decode() if isinstance(value, bytes) else str(value)
-            for key, value in (delivery.headers or {}).items()
+            for key, value in (delivery.header.properties.headers or {}).items()
         }
         span = spans.start_span(
             f"{delivery.routing_key} process",
