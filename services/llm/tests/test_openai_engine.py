@@ -52,7 +52,12 @@ def engine_for(
         pauses.append(seconds)
 
     client = openai.AsyncOpenAI(
-        api_key="sk-test", base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
+        api_key="sk-test",
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+        # the transport `from_settings` uses, so timeouts and refusals read as they will in production
+        http_client=http_client or openai.DefaultAioHttpClient(timeout=timeout),
     )
     engine = OpenAIChatEngine(
         client,

@@ -61,15 +61,21 @@ class OpenAIChatEngine:
 
     @classmethod
     def from_settings(cls, settings: LlmSettings) -> OpenAIChatEngine:
-        timeout = settings.llm_timeout_seconds
+        timeout = openai.Timeout(
+            settings.llm_timeout_seconds, connect=min(10.0, settings.llm_timeout_seconds)
+        )
         key = settings.llm_api_key
         client = openai.AsyncOpenAI(
             api_key=key.get_secret_value() if key is not None else None,
             base_url=settings.llm_base_url,
-            timeout=openai.Timeout(timeout, connect=min(10.0, timeout)),
+            timeout=timeout,
             max_retries=0,
             default_headers={"User-Agent": "papo-llm"},
             _enforce_credentials=False,
+            # The SDK's aiohttp transport: with 64 turns in flight, httpx's pool checked every pooled
+            # connection's socket on every request (a tenth of the llm's CPU), and a turn cost 2.6-3.4x a raw
+            # round trip against 1.8-2.8x with aiohttp (bench/llm_turns.py, docs/performance.md).
+            http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
         return cls(
             client,
