@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from faststream.asgi import AsgiFastStream
+from httpx_aiohttp import AiohttpTransport
 from redis.asyncio import Redis
 
 from papo_common.evolution import EvolutionClient, RetryPolicy
@@ -59,8 +60,11 @@ def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
     broker = make_service_broker(DELIVER.service, settings)
     redis = make_redis(settings.redis_url.get_secret_value())
     # Connection pooling is the point of sharing the client; timeouts are set per request because a
-    # request's timeout grows with the typing delay Evolution holds it for.
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+    # request's timeout grows with the typing delay Evolution holds it for. httpx's API over aiohttp's
+    # transport: a sendText cost 3.0-3.1 ms of CPU through httpx's own pool at 16 in flight, 0.8 ms through
+    # aiohttp's (docs/performance.md). The transport maps aiohttp's errors to httpx's, which `classify` reads.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+    http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits)
     register_handlers(broker, make_deliverer(settings, redis, http))
 
     async def redis_ready() -> None:
