@@ -163,8 +163,8 @@ class ReplyDeliverer:
         async with lock:
             limits = self._chunk_limits
             split = split_reply(reply.text, max_chars=limits.max_chars, max_chunks=limits.max_chunks)
-            texts = await self._ledger.chunk_plan(reply, split)
-            sent = await self._ledger.sent_chunks(reply)
+            progress = await self._ledger.progress(reply, split)
+            texts, sent = progress.texts, progress.sent
             already_sent = all(index in sent for index in range(len(texts)))
 
             async def record(index: int, message: SentMessage) -> None:
@@ -179,7 +179,7 @@ class ReplyDeliverer:
                 await self._ledger.clear_in_flight(reply, index)
 
             if not already_sent:
-                for index in sorted(await self._ledger.in_flight_chunks(reply) - set(sent)):
+                for index in sorted(progress.in_flight - set(sent)):
                     evidence = await self._sent_evidence(chat, texts[index], lock)
                     if evidence is None:
                         break  # not sent, as far as papo can tell: it is sent again below

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -49,6 +50,24 @@ class LockLost(LeaseLost):
 class SentChunk:
     message_id: str
     sent_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    texts: tuple[str, ...]
+    """The chunks the reply is sent as."""
+    sent: dict[int, SentChunk]
+    """Chunks Evolution accepted, by index."""
+    in_flight: set[int]
+    """Chunks whose `sendText` was started, whether or not they were recorded as sent."""
+
+
+def _sent_chunks(raw: Mapping[Any, Any]) -> dict[int, SentChunk]:
+    chunks = {}
+    for index, value in raw.items():
+        record = json.loads(value)
+        chunks[int(index)] = SentChunk(record["id"], datetime.fromisoformat(record["at"]))
+    return chunks
 
 
 class DeliveryLedger:
@@ -87,22 +106,24 @@ class DeliveryLedger:
         stored = await self._redis.set(key, repr(now), nx=True, ex=self._sent_ttl_seconds, get=True)
         return now if stored is None else float(cast(bytes, stored))
 
-    async def chunk_plan(self, reply: Reply, chunks: tuple[str, ...]) -> tuple[str, ...]:
-        """The chunks `reply` is sent as: `chunks` on its first delivery, the same texts ever after."""
-        stored = await self._redis.set(
-            self._key(reply, "chunks"), json.dumps(chunks), nx=True, ex=self._sent_ttl_seconds, get=True
-        )
+    async def progress(self, reply: Reply, chunks: tuple[str, ...]) -> Progress:
+        """Where `reply` stands, read in one round trip under its lock: the chunks it is sent as (`chunks` on
+        its first delivery, the same texts ever after), those Evolution already accepted, and those whose
+        `sendText` was started."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(
+                self._key(reply, "chunks"), json.dumps(chunks), nx=True, ex=self._sent_ttl_seconds, get=True
+            )
+            pipe.hgetall(self._key(reply, "sent"))
+            pipe.hkeys(self._key(reply, "in-flight"))
+            stored, sent, in_flight = await pipe.execute()
         # SET ... GET answers the value that was there (bytes), or nil when ours was stored.
-        return chunks if stored is None else tuple(json.loads(cast(bytes, stored)))
+        texts = chunks if stored is None else tuple(json.loads(cast(bytes, stored)))
+        return Progress(texts, _sent_chunks(sent), {int(index) for index in in_flight})
 
     async def sent_chunks(self, reply: Reply) -> dict[int, SentChunk]:
         """The chunks of `reply` that Evolution already accepted, by index."""
-        raw = await self._redis.hgetall(self._key(reply, "sent"))
-        chunks = {}
-        for index, value in raw.items():
-            record = json.loads(value)
-            chunks[int(index)] = SentChunk(record["id"], datetime.fromisoformat(record["at"]))
-        return chunks
+        return _sent_chunks(await self._redis.hgetall(self._key(reply, "sent")))
 
     async def record_sent(self, reply: Reply, index: int, chunk: SentChunk) -> None:
         """Remember that chunk `index` of `reply` was sent as `chunk.message_id`."""
@@ -112,10 +133,6 @@ class DeliveryLedger:
             pipe.hset(key, str(index), value)
             pipe.expire(key, self._sent_ttl_seconds)
             await pipe.execute()
-
-    async def in_flight_chunks(self, reply: Reply) -> set[int]:
-        """The chunks of `reply` whose `sendText` was started, whether or not it was recorded as sent."""
-        return {int(index) for index in await self._redis.hkeys(self._key(reply, "in-flight"))}
 
     async def mark_in_flight(self, reply: Reply, index: int, at: datetime) -> None:
         """Remember, before its `sendText`, that chunk `index` of `reply` may be sent from now on."""
