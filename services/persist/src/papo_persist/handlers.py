@@ -1,6 +1,6 @@
 """persist's input, declared as a FastStream subscriber so that its AsyncAPI document shows the queue and the
 contracts it accepts. The service does not consume through it: `consumer.BatchConsumer` takes the same queue
-in batches through aio-pika (docs/performance.md says why), so this subscriber is never started."""
+in batches, below FastStream (docs/performance.md says why), so this subscriber is never started."""
 
 from __future__ import annotations
 
