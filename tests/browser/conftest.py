@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from papo_testing import infra
 from papo_testing.dev_stack import DevProcess, clean_env, free_base_port
 
 CHROMIUM = os.environ.get("PAPO_CHROMIUM", "/usr/bin/chromium")
@@ -48,7 +49,16 @@ class SimulatedStack:
 
 
 @pytest.fixture(scope="module")
-def simulated_stack(rabbitmq_url: str, database_url: str) -> Iterator[SimulatedStack]:
+def stack_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost for one module's stack. A stopped stack can leave messages queued (a reply its deliver
+    had not sent yet); in a shared vhost the next stack's deliver sends them, into a simulator that has the same
+    contacts, and a test sees another test's reply."""
+    with infra.rabbitmq_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def simulated_stack(stack_vhost: str, database_url: str) -> Iterator[SimulatedStack]:
     """`papo dev` with nothing configured but the isolated infrastructure, quick windows and the fake OpenAI
     (so replies are immediate and known)."""
     from papo_testing.fake_openai import FakeOpenAI
@@ -56,7 +66,7 @@ def simulated_stack(rabbitmq_url: str, database_url: str) -> Iterator[SimulatedS
     base = free_base_port()
     with FakeOpenAI() as openai:
         env = clean_env(
-            PAPO_RABBITMQ_URL=rabbitmq_url,
+            PAPO_RABBITMQ_URL=stack_vhost,
             PAPO_DATABASE_URL=database_url,
             PAPO_REDIS_KEY_PREFIX=f"papo-browser-{uuid.uuid4().hex[:8]}",
             PAPO_DEV_BASE_PORT=str(base),

@@ -26,7 +26,7 @@ REPO = Path(__file__).parents[2]
 ARTIFACTS = REPO / "artifacts"
 
 
-def test_clone_make_run_and_chat(page: Any, tmp_path: Path, rabbitmq_url: str, database_url: str) -> None:
+def test_clone_make_run_and_chat(page: Any, tmp_path: Path, stack_vhost: str, database_url: str) -> None:
     from playwright.sync_api import expect
 
     started = time.monotonic()
@@ -34,7 +34,7 @@ def test_clone_make_run_and_chat(page: Any, tmp_path: Path, rabbitmq_url: str, d
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     base = free_base_port()
     env = clean_env(
-        PAPO_RABBITMQ_URL=rabbitmq_url,
+        PAPO_RABBITMQ_URL=stack_vhost,
         PAPO_DATABASE_URL=database_url,
         PAPO_REDIS_KEY_PREFIX=f"papo-newcomer-{uuid.uuid4().hex[:8]}",
         PAPO_DEV_BASE_PORT=str(base),
