@@ -32,6 +32,7 @@ import asyncpg
 
 from papo_common.broker import make_broker, publish
 from papo_common.contracts import ConversationRef, InboundMessage
+from papo_common.db import asyncpg_dsn
 from papo_common.topology import PERSIST, declare_topology
 from papo_persist.app import create_app
 from papo_persist.settings import PersistSettings
@@ -83,7 +84,7 @@ ORDER BY instance, external_id ON CONFLICT (instance, external_id) DO NOTHING
 @asynccontextmanager
 async def raw(settings: PersistSettings) -> AsyncIterator[None]:
     """The peer: aio-pika and asyncpg, nothing else. Conversations are created once up front."""
-    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(settings.database_url.get_secret_value())
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=lambda c: c.execute(RAW_STAGING))
     conversation_ids: dict[tuple[str, str], int] = {}
     connection = await aio_pika.connect_robust(settings.rabbitmq_url.get_secret_value())
@@ -159,7 +160,7 @@ async def measure(
     """Rows per second, and this process's CPU microseconds per row (which a loaded machine disturbs less)."""
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     await fill_queue(settings, contracts(instance, count, conversations))
-    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(settings.database_url.get_secret_value())
     db = await asyncpg.connect(dsn)
     last = f"M{count - 1}"
     try:

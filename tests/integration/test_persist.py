@@ -27,6 +27,7 @@ from papo_common.contracts import (
     SessionClosed,
     Transcript,
 )
+from papo_common.db import asyncpg_dsn
 from papo_common.db.migrate import upgrade
 from papo_common.metrics import REGISTRY
 from papo_common.topology import DEBOUNCE, DELIVER, EXCHANGE, PERSIST, TRANSCRIBE, declare_topology
@@ -93,7 +94,7 @@ async def drain(rabbitmq_url: str, queue: str) -> list[bytes]:
 
 
 async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         return await connection.fetch(sql, *args)
     finally:
@@ -526,7 +527,7 @@ async def test_a_database_connection_killed_mid_batch_costs_a_retry_and_no_row_t
     contracts = [text_message(conversation(instance, i % 5), f"M{i}", seconds=i) for i in range(50)]
     async with publisher(rabbitmq_url) as publish_all:
         await publish_all(contracts)
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = asyncpg_dsn(database_url)
     locker, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
         locking = locker.transaction()

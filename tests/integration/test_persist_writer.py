@@ -19,6 +19,7 @@ from papo_common.contracts import (
     ReplySent,
     Transcript,
 )
+from papo_common.db import asyncpg_dsn
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import REGISTRY
 from papo_persist.database import PostgresWriter, create_staging_tables
@@ -28,7 +29,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(database_url)
     async with asyncpg.create_pool(dsn, min_size=1, max_size=2, init=create_staging_tables) as pool:
         yield pool
 

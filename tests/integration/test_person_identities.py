@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from papo_common.contracts import ConversationRef, InboundMessage
+from papo_common.db import asyncpg_dsn
 from papo_common.db.engine import make_engine
 from papo_ingest.admin.erasure import erase_rows
 from papo_persist.database import PostgresWriter, create_staging_tables
@@ -23,7 +24,7 @@ LID = "187340961234567@lid"
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = asyncpg_dsn(database_url)
     async with asyncpg.create_pool(dsn, min_size=1, max_size=2, init=create_staging_tables) as pool:
         yield pool
 

@@ -117,12 +117,12 @@ class HistoryArchive:
 
     The first turn of every conversation reads here. Through SQLAlchemy (a `select()` built, cache-keyed and
     compiled per call, a pre-ping per checkout) one read cost about 1 ms of the llm's CPU; plain SQL on
-    asyncpg costs about 0.13 ms (docs/performance.md). Give it a pool, or let `open` make one inside the
-    running event loop (a pool belongs to its loop).
+    asyncpg costs about 0.14 ms (bench/llm_recall.py). `open` makes the pool inside the running event loop
+    (a pool belongs to its loop).
     """
 
-    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
-        self._pool = pool
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
 
     async def open(self, dsn: str, *, max_size: int) -> None:
         """Make the pool. It connects on first use, so the llm starts (and waits) while PostgreSQL is away."""

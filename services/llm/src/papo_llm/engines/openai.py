@@ -73,8 +73,9 @@ class OpenAIChatEngine:
             default_headers={"User-Agent": "papo-llm"},
             _enforce_credentials=False,
             # The SDK's aiohttp transport: with 64 turns in flight, httpx's pool checked every pooled
-            # connection's socket on every request (a tenth of the llm's CPU), and a turn cost 2.6-3.4x a raw
-            # round trip against 1.8-2.8x with aiohttp (bench/llm_turns.py, docs/performance.md).
+            # connection's socket on every request (a tenth of the llm's CPU); at 16 in flight a turn cost
+            # 2.45-2.78x a raw round trip with httpx, 1.68-1.75x with aiohttp, in the same run
+            # (bench/llm_turns.py, docs/performance.md).
             http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
         return cls(
