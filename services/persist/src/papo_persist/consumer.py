@@ -1,13 +1,10 @@
 """persist's consumer: takes deliveries off `papo.persist`, writes them in batches, and acknowledges a whole
 batch with one `basic.ack(multiple=True)` once the transaction holding its rows has committed.
 
-It consumes below FastStream, on the AMQP channel itself. Measured on one 2-CPU machine
-(docs/performance.md), FastStream's per-message path (context, logging, dependency injection, middlewares)
-costs about 150 µs a message and caps one consumer at 3-5k messages/s, where persist's whole work, COPY
-included, is under 30 µs a row; aio-pika's `IncomingMessage`, which copies every property of every delivery
-into an object of its own, was another sixth of the process. So the connection is aio-pika's robust one
-(reconnects, QoS restored) and deliveries are taken from its underlying aiormq channel as they arrive,
-consumed again whenever the channel is reopened. FastStream's Prometheus series are kept, counted per batch.
+It consumes below FastStream, through `papo_common.consuming.QueueConsumer`: persist's whole work, COPY
+included, is under 30 µs a row, and FastStream's per-message path alone cost about 150 µs a message and capped
+one consumer at 3-5k messages/s (docs/performance.md). FastStream's Prometheus series are kept, counted per
+batch.
 
 - One loop gathers up to `batch_size` deliveries, or whatever arrived within `batch_wait_s` of the first,
   while the broker keeps up to `prefetch` unacknowledged (twice a batch lets the next gather during a commit).
@@ -15,8 +12,9 @@ consumed again whenever the channel is reopened. FastStream's Prometheus series 
 - A batch the database refuses is retried message by message, so only the row that cannot be written is
   dead-lettered (`PermanentError`) or redelivered (any other error); its batch-mates are written and acked.
 - While PostgreSQL is unreachable (`DependencyUnavailable`) the batch is retried under papo's one retry
-  policy (`papo_common.resilience.retry_transient`, full jitter) for as long as it takes, unacknowledged: an outage costs latency, never a dead letter. On a stop
-  during an outage the deliveries are left unacknowledged and RabbitMQ redelivers them.
+  policy (`papo_common.resilience.retry_transient`, full jitter) for as long as it takes, unacknowledged:
+  an outage costs latency, never a dead letter. On a stop during an outage the deliveries are left
+  unacknowledged and RabbitMQ redelivers them.
 - With tracing on, each message gets a span, a child of the one that published it.
 """
 
@@ -30,14 +28,13 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aio_pika
 import aiormq.abc
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
 from papo_common.broker import BrokerMetrics, dead_letter_reason
+from papo_common.consuming import Delivery, QueueConsumer, short_error
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.metrics import DEAD_LETTERS
 from papo_common.resilience import retry_transient
@@ -67,7 +64,6 @@ class ConsumerStats:
     """Writes retried because PostgreSQL was unavailable."""
 
 
-Delivery = aiormq.abc.DeliveredMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +76,7 @@ class _Held:
     tag: int
 
 
-class BatchConsumer:
+class BatchConsumer(QueueConsumer):
     """Consumes one queue in batches through `writer`; `start` after the topology is declared."""
 
     def __init__(
@@ -96,52 +92,23 @@ class BatchConsumer:
         app_name: str = "papo-persist",
         tracing: bool | None = None,
     ) -> None:
-        self._url = rabbitmq_url
-        self._queue = queue
+        super().__init__(rabbitmq_url, queue, prefetch=prefetch)
         self._writer = writer
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
-        self._prefetch = prefetch
         self._max_backoff_s = max_backoff_s
         self._inbox: asyncio.Queue[_Held | None] = asyncio.Queue()
         self._unsettled: dict[Any, set[int]] = {}
         """Delivery tags handed over and not yet settled, per channel: a multiple ack must not cover one."""
-        self._stopping = asyncio.Event()
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        self._consuming: tuple[aiormq.abc.AbstractChannel, str] | None = None
-        """The underlying channel deliveries come on, and the consumer tag there."""
         self._loop_task: asyncio.Task[None] | None = None
         self._metrics = _BrokerMetrics(app_name)
         self._tracing = tracing_enabled() if tracing is None else tracing
         self.stats = ConsumerStats()
 
     async def start(self) -> None:
-        """Connect and start consuming."""
-        self._connection = await aio_pika.connect_robust(self._url)
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=self._prefetch)
-        await channel.declare_queue(self._queue.name, passive=True)
-        self._channel = channel
+        """Start the batching loop, connect and start consuming."""
         self.begin()
-        await self._consume()
-        channel.reopen_callbacks.add(self._consume_again)
-
-    async def _consume(self) -> None:
-        if self._channel is None or self._stopping.is_set():
-            return
-        underlay = await self._channel.get_underlay_channel()
-        started = await underlay.basic_consume(self._queue.name, self.receive)
-        self._consuming = (underlay, str(started.consumer_tag))
-
-    async def _consume_again(self, channel: object) -> None:
-        """The robust channel was reopened (a reconnect): the new underlying channel has no consumer yet."""
-        try:
-            await self._consume()
-        except Exception as error:  # the channel closed again at once; its next reopen consumes
-            logger.warning(
-                "persist could not consume on the reopened channel", extra={"error": _short(error)}
-            )
+        await super().start()
 
     def begin(self) -> None:
         """Start the batching loop alone; `start` does it, tests hand deliveries to `receive` themselves."""
@@ -151,19 +118,12 @@ class BatchConsumer:
     async def stop(self) -> None:
         """Stop taking deliveries, write what was already gathered (unless PostgreSQL is away), then close:
         whatever is still unacknowledged goes back to the queue."""
-        self._stopping.set()
-        if self._consuming is not None:
-            underlay, tag = self._consuming
-            with contextlib.suppress(Exception):  # a connection already gone has no consumer to cancel
-                await underlay.basic_cancel(tag)
-            self._consuming = None
+        await self._cancel()
         self._inbox.put_nowait(None)
         if self._loop_task is not None:
             await self._loop_task
             self._loop_task = None
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        await self._close()
 
     async def receive(self, delivery: Delivery) -> None:
         """Take one delivery; it is settled once its batch is."""
@@ -235,7 +195,7 @@ class BatchConsumer:
             if isinstance(failure, PermanentError):
                 await self._dead_letter(held, failure)
             else:
-                logger.warning("persist write failed, redelivering", extra={"error": _short(failure)})
+                logger.warning("persist write failed, redelivering", extra={"error": short_error(failure)})
                 await self._settle(
                     held.channel, [held], "nacked", held.channel.basic_nack(held.tag, requeue=True)
                 )
@@ -260,7 +220,7 @@ class BatchConsumer:
                 return [], [(batch[0][0], error)]
             logger.warning(
                 "persist batch refused, retrying message by message",
-                extra={"size": len(batch), "error": _short(error)},
+                extra={"size": len(batch), "error": short_error(error)},
             )
             self.stats.fallbacks += 1
             return await self._write_one_by_one(batch)
@@ -327,10 +287,10 @@ class BatchConsumer:
                     await self._settle(channel, [held], "acked", channel.basic_ack(held.tag))
 
     async def _dead_letter(self, held: _Held, error: Exception) -> None:
-        DEAD_LETTERS.labels(queue=self._queue.name, reason=type(error).__name__).inc()
+        DEAD_LETTERS.labels(queue=self.queue.name, reason=type(error).__name__).inc()
         logger.warning(
             "dead-lettering message",
-            extra={"queue": self._queue.name, "reason": dead_letter_reason(error)},
+            extra={"queue": self.queue.name, "reason": dead_letter_reason(error)},
         )
         await self._settle(
             held.channel, [held], "rejected", held.channel.basic_reject(held.tag, requeue=False)
@@ -341,7 +301,7 @@ class BatchConsumer:
         try:
             await outcome
         except Exception as error:  # the channel went away: RabbitMQ redelivers, and a rewrite is a no-op
-            logger.warning("acknowledgement lost with its channel", extra={"error": _short(error)})
+            logger.warning("acknowledgement lost with its channel", extra={"error": short_error(error)})
             self._unsettled.pop(channel, None)
             return
         self._metrics.settled(group, status)
@@ -369,9 +329,6 @@ def _trace(batch: list[_Held], started_ns: int) -> None:
         )
         span.end()
 
-
-def _short(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:300]
 
 
 class _BrokerMetrics:
