@@ -28,13 +28,13 @@ from pydantic import TypeAdapter
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from papo_common.broker import make_broker, publish
+from papo_common.broker import ConfirmedPublisher, make_broker, publish
 from papo_common.contracts import ConversationRef, InboundMessage, Transcript
 from papo_common.redis import make_redis
 from papo_common.service import consumer_app, make_service_broker
 from papo_common.topology import DEBOUNCE, declare_topology
 from papo_debounce.debouncer import Debouncer
-from papo_debounce.handlers import DebounceInput, register_handlers
+from papo_debounce.handlers import DebounceInput, consume, declare_output
 from papo_debounce.scripts import ADD_MESSAGE
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore, _Keys, member_of
@@ -84,11 +84,14 @@ async def papo(settings: DebounceSettings, count: int) -> AsyncIterator[Counter]
     broker = make_service_broker("debounce", settings)
     redis = make_redis(settings.redis_url.get_secret_value())
     store = DebounceStore(redis, settings)
-    publish_burst = register_handlers(broker, Counting(store, redis, settings))
+    consumer = consume(settings, Counting(store, redis, settings))
+    publish_burst = ConfirmedPublisher(broker, declared=declare_output(broker))
     interval = settings.debounce_poll_interval_ms / 1000
     flusher = Flusher(store, publish_burst, poll_interval=interval)
     loop = Periodic("debounce-flusher", flusher.flush_due, interval=interval, delay=flusher.next_delay)
-    app = consumer_app(broker, after_startup=[loop.start], on_shutdown=[loop.stop])
+    app = consumer_app(
+        broker, after_startup=[consumer.start, loop.start], on_shutdown=[consumer.stop, loop.stop]
+    )
     async with app:
         yield lambda: handled
     await redis.aclose()

@@ -12,15 +12,14 @@ import pytest
 from opentelemetry import propagate
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pamqp import commands as spec
-from pamqp.header import ContentHeader
 
 from papo_common.contracts import ConversationRef, InboundMessage
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.telemetry import setup_tracing, tracer
 from papo_common.topology import PERSIST
-from papo_persist.consumer import BatchConsumer, Delivery
+from papo_persist.consumer import BatchConsumer
 from papo_persist.rows import PersistedContract
+from papo_testing.amqp import FakeChannel, delivered
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 REF = ConversationRef(instance="shop", user_id="5511@s.whatsapp.net")
@@ -31,46 +30,6 @@ def body(message_id: str, text: str = "oi") -> bytes:
         conversation=REF, message_id=message_id, chat_id=REF.user_id, kind="text", text=text,
         sent_at=NOW, received_at=NOW,
     ).model_dump_json().encode()  # fmt: skip
-
-
-class ChannelClosed(Exception):
-    """What aiormq raises (`ChannelInvalidStateError`) on settling through a closed channel."""
-
-
-@dataclass(eq=False)
-class FakeChannel:
-    """The AMQP channel deliveries come on, recording how each was settled; settling raises once it closed."""
-
-    settled: list[tuple[str, int, bool]]
-    closed: bool = False
-
-    def _open(self) -> None:
-        if self.closed:
-            raise ChannelClosed
-
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        self._open()
-        self.settled.append(("ack", delivery_tag, multiple))
-
-    async def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
-        self._open()
-        self.settled.append(("nack", delivery_tag, requeue))
-
-    async def basic_reject(self, delivery_tag: int, *, requeue: bool = True) -> None:
-        self._open()
-        self.settled.append(("reject", delivery_tag, requeue))
-
-
-def delivered(channel: FakeChannel, tag: int, payload: bytes, headers: dict[str, Any]) -> Delivery:
-    """A delivery as aiormq hands it over."""
-    return Delivery(
-        delivery=spec.Basic.Deliver(
-            consumer_tag="persist", delivery_tag=tag, exchange="papo", routing_key="inbound.text"
-        ),
-        header=ContentHeader(properties=spec.Basic.Properties(headers=headers)),
-        body=payload,
-        channel=cast(Any, channel),
-    )
 
 
 @dataclass

@@ -195,7 +195,7 @@ class MessageConsumer(QueueConsumer, Generic[T]):
         return await _settled(channel.basic_ack(tag), ProcessingStatus.acked)
 
     @staticmethod
-    def _count_failure(children: Any, error: Exception) -> None:
+    def _count_failure(children: Any, error: BaseException) -> None:
         children.exception(type(error).__name__).inc()
 
     async def _dead_letter(self, delivery: Delivery, tag: int, error: Exception) -> str:
@@ -210,7 +210,7 @@ class MessageConsumer(QueueConsumer, Generic[T]):
         )
         return await _settled(delivery.channel.basic_reject(tag, requeue=False), ProcessingStatus.rejected)
 
-    async def _redeliver_later(self, delivery: Delivery, tag: int, error: Exception) -> str:
+    async def _redeliver_later(self, delivery: Delivery, tag: int, error: BaseException) -> str:
         """A copy in the queue's next retry queue (confirmed), then an ack of the original; past the horizon,
         the dead-letter queue. Never a requeue at once, which would burn the queue's delivery limit."""
         properties = delivery.header.properties

@@ -1,16 +1,18 @@
-"""The debounce service: FastStream consumer of `papo.debounce` plus the Redis-driven flush loop."""
+"""The debounce service: the consumer of `papo.debounce` plus the Redis-driven flush loop."""
 
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitBroker
 
+from papo_common.broker import ConfirmedPublisher, make_broker
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
 from papo_common.service import consumer_app, make_service_broker, serve
 from papo_debounce.debouncer import Debouncer
 from papo_debounce.flusher import Flusher
-from papo_debounce.handlers import register_handlers
+from papo_debounce.handlers import consume, declare_input, declare_output
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore
 
@@ -20,7 +22,8 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     broker = make_service_broker("debounce", settings)
     redis = make_redis(settings.redis_url.get_secret_value())
     store = DebounceStore(redis, settings)
-    publish_burst = register_handlers(broker, Debouncer(store, redis, settings))
+    consumer = consume(settings, Debouncer(store, redis, settings))
+    publish_burst = ConfirmedPublisher(broker, declared=declare_output(broker))
     poll_interval = settings.debounce_poll_interval_ms / 1000
     flusher = Flusher(store, publish_burst, poll_interval=poll_interval)
     # no timer per conversation: every replica polls Redis for due bursts and claims them atomically
@@ -30,10 +33,19 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
     return consumer_app(
         broker,
         checks={"redis": redis.ping},
-        after_startup=[flush_loop.start],
-        on_shutdown=[flush_loop.stop],
+        after_startup=[consumer.start, flush_loop.start],
+        on_shutdown=[consumer.stop, flush_loop.stop],
         after_shutdown=[redis.aclose],
     )
+
+
+def specification_broker() -> RabbitBroker:
+    """A broker that declares debounce's input and output, for its AsyncAPI document (the running service
+    consumes through its `MessageConsumer`)."""
+    broker = make_broker(DebounceSettings())
+    declare_input(broker)
+    declare_output(broker)
+    return broker
 
 
 def main() -> None:

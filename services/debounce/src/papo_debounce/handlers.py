@@ -1,30 +1,53 @@
-"""debounce's subscriber and its declared publisher: messages and transcripts in, bursts out."""
+"""debounce's subscriber and its declared publisher: messages and transcripts in, bursts out.
+
+Both are declared through FastStream, so that the AsyncAPI document shows what debounce consumes and what it
+publishes. The running service consumes `papo.debounce` through `consume` (below FastStream: its whole work
+per message is about the cost of FastStream's path to it, docs/performance.md), so the FastStream subscriber
+is declared on the specification broker only.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.publisher import RabbitPublisher
 from pydantic import Field
 
-from papo_common.broker import ConfirmedPublisher, subscribe
+from papo_common.broker import subscribe
+from papo_common.consuming import MessageConsumer
 from papo_common.contracts import Burst, InboundMessage, Transcript
 from papo_common.topology import DEBOUNCE, EXCHANGE, RoutingKey
 from papo_debounce.debouncer import Debouncer
-from papo_debounce.flusher import Publish
+from papo_debounce.settings import DebounceSettings
 
 DebounceInput = Annotated[InboundMessage | Transcript, Field(discriminator="type")]
 
 
-def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
-    """Consume `papo.debounce` (acked once the message is in Redis); returns how the flush loop publishes a
-    burst (persistent, mandatory, confirmed)."""
+def consume(settings: DebounceSettings, debouncer: Debouncer) -> MessageConsumer[InboundMessage | Transcript]:
+    """Consume `papo.debounce`: each message is acked once it is in Redis."""
+    return MessageConsumer(
+        settings.rabbitmq_url.get_secret_value(),
+        DEBOUNCE,
+        debouncer.handle,
+        contract=DebounceInput,
+        prefetch=settings.prefetch,
+        redelivery_horizon_seconds=settings.redelivery_horizon_seconds,
+        app_name="papo-debounce",
+    )
+
+
+def declare_input(broker: RabbitBroker) -> None:
+    """What `consume` takes, for the AsyncAPI document."""
 
     @subscribe(broker, DEBOUNCE, contract=DebounceInput)
     async def on_message(message: DebounceInput) -> None:
-        await debouncer.handle(message)
+        raise NotImplementedError("debounce consumes through its MessageConsumer")
 
-    bursts = broker.publisher(
+
+def declare_output(broker: RabbitBroker) -> RabbitPublisher:
+    """The bursts the flush loop publishes (persistent, mandatory, confirmed)."""
+    return broker.publisher(
         exchange=EXCHANGE,
         routing_key=RoutingKey.BURST_READY,
         schema=Burst,
@@ -35,5 +58,3 @@ def register_handlers(broker: RabbitBroker, debouncer: Debouncer) -> Publish:
         content_type="application/json",
         message_type="Burst",
     )
-
-    return ConfirmedPublisher(broker, declared=bursts)

@@ -64,8 +64,6 @@ class ConsumerStats:
     """Writes retried because PostgreSQL was unavailable."""
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _Held:
     """A delivery with the channel it came on and its tag: it is settled on that channel, which may have
@@ -328,7 +326,6 @@ def _trace(batch: list[_Held], started_ns: int) -> None:
             },
         )
         span.end()
-
 
 
 class _BrokerMetrics:
