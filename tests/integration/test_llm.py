@@ -310,8 +310,11 @@ async def test_a_redelivered_burst_is_not_answered_again_but_an_older_one_handle
 async def test_one_conversation_is_answered_one_turn_at_a_time_across_replicas(
     rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher
 ) -> None:
-    # prefetch 1: while replica X answers A1, A2 can only go to replica Y, and B1 to X once A1 is done.
-    settings = llm_settings(rabbitmq_url, database_url, redis_url, redis_prefix, ai, prefetch=1)
+    # One turn in flight per replica (the prefetch is at least the turns in flight): while replica X answers
+    # A1, A2 can only go to replica Y, and B1 to X once A1 is done.
+    settings = llm_settings(
+        rabbitmq_url, database_url, redis_url, redis_prefix, ai, prefetch=1, llm_turns_in_flight=1
+    )
     alice, bob = conversation(), conversation()
     ai.latency = 1.2
 

@@ -125,7 +125,7 @@ class MessageConsumer(QueueConsumer, Generic[T]):
         self,
         rabbitmq_url: str,
         queue: ServiceQueue,
-        handle: Callable[[T], Awaitable[None]],
+        handle: Callable[[T], Awaitable[object]],
         *,
         contract: Any,
         prefetch: int,

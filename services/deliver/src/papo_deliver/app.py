@@ -1,12 +1,14 @@
-"""deliver's ASGI app: the broker consuming `papo.deliver`, health, readiness and metrics."""
+"""deliver's ASGI app: the consumer of `papo.deliver`, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import httpx
 from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitBroker
 from httpx_aiohttp import AiohttpTransport
 from redis.asyncio import Redis
 
+from papo_common.broker import ConfirmedPublisher, make_broker
 from papo_common.evolution import EvolutionClient, RetryPolicy
 from papo_common.own_sends import OwnSends
 from papo_common.redis import make_redis
@@ -15,7 +17,7 @@ from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import DELIVER
 from papo_deliver.courtesy import Courtesies, RefusalMemory
 from papo_deliver.delivery import ChunkLimits, ReplyDeliverer, ReplyOrder
-from papo_deliver.handlers import register_handlers
+from papo_deliver.handlers import consume, declare_input, declare_output
 from papo_deliver.ledger import DeliveryLedger
 from papo_deliver.send_slots import SendSlots
 from papo_deliver.sending import TypingPace
@@ -65,7 +67,8 @@ def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
     # aiohttp's (docs/performance.md). The transport maps aiohttp's errors to httpx's, which `classify` reads.
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
     http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits)
-    register_handlers(broker, make_deliverer(settings, redis, http))
+    publish_sent = ConfirmedPublisher(broker, declared=declare_output(broker))
+    consumer = consume(settings, make_deliverer(settings, redis, http), publish_sent)
 
     async def redis_ready() -> None:
         await redis.ping()
@@ -74,9 +77,24 @@ def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
         await http.aclose()
         await redis.aclose()
 
-    # consumer_app's on_shutdown runs before the broker drains in-flight messages; closing the HTTP client
-    # there would fail the sends still running, so it closes after the broker stopped instead.
-    return consumer_app(broker, checks={"redis": redis_ready}, after_shutdown=[close])
+    # The consumer's stop lets the sends in flight finish; the clients close after it, and after the broker
+    # that publishes their `reply.sent`.
+    return consumer_app(
+        broker,
+        checks={"redis": redis_ready},
+        after_startup=[consumer.start],
+        on_shutdown=[consumer.stop],
+        after_shutdown=[close],
+    )
+
+
+def specification_broker() -> RabbitBroker:
+    """A broker that declares deliver's input and output, for its AsyncAPI document (the running service
+    consumes through its `MessageConsumer`)."""
+    broker = make_broker(DeliverSettings())
+    declare_input(broker)
+    declare_output(broker)
+    return broker
 
 
 def main() -> None:

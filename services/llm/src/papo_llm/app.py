@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitBroker
 
+from papo_common.broker import make_broker
 from papo_common.contracts import ConversationRef
 from papo_common.db import asyncpg_dsn
 from papo_common.periodic import Periodic
@@ -13,7 +15,7 @@ from papo_common.service import consumer_app, make_service_broker, serve
 from papo_common.topology import LLM
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import make_engine
-from papo_llm.handlers import declare_publishers, register_handlers
+from papo_llm.handlers import consume, declare_input, declare_publishers
 from papo_llm.history import HistoryStore
 from papo_llm.sessions import SessionKeeper
 from papo_llm.settings import LlmSettings
@@ -47,8 +49,8 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
     sweeper = Periodic(
         "llm-session-sweeper", sessions.sweep, interval=settings.session_sweep_interval_seconds
     )
-    register_handlers(
-        broker,
+    consumer = consume(
+        settings,
         TurnTaker(
             settings=settings,
             redis=redis,
@@ -58,7 +60,6 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
             publish=publishers.reply,
             sessions=sessions,
         ),
-        prefetch=max(settings.prefetch, settings.llm_turns_in_flight),
     )
 
     async def redis_ready() -> None:
@@ -74,15 +75,25 @@ def create_app(settings: LlmSettings | None = None) -> AsgiFastStream:
             asyncpg_dsn(settings.database_url.get_secret_value()), max_size=settings.database_pool_size
         )
 
-    # The engine closes after the broker has drained: in-flight handlers still use it until then.
+    # The engine closes after the consumer let the turns in flight finish: they use it until then.
     return consumer_app(
         broker,
         checks={"redis": redis_ready, "postgresql": archive.ping, **chat_engine.readiness_checks()},
         on_startup=[open_archive, chat_engine.start],
-        after_startup=[sweeper.start],
-        on_shutdown=[sweeper.stop],
+        after_startup=[consumer.start, sweeper.start],
+        on_shutdown=[consumer.stop, sweeper.stop],
         after_shutdown=[close],
     )
+
+
+def specification_broker() -> RabbitBroker:
+    """A broker that declares the llm's input and outputs, for its AsyncAPI document (the running service
+    consumes through its `MessageConsumer`)."""
+    settings = LlmSettings()
+    broker = make_broker(settings)
+    declare_input(broker, settings)
+    declare_publishers(broker)
+    return broker
 
 
 def main() -> None:

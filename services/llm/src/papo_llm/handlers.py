@@ -1,15 +1,22 @@
-"""The llm's subscriber and the publishers it declares: a burst in; a reply (and a session boundary) out."""
+"""The llm's subscriber and the publishers it declares: a burst in; a reply (and a session boundary) out.
+
+All are declared through FastStream, so that the AsyncAPI document shows what the llm consumes and publishes.
+The running service consumes `papo.llm` through `consume`, below FastStream (the same consumer as debounce's
+and deliver's, `papo_common.consuming`), so the FastStream subscriber is declared on the specification
+broker only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker
 
 from papo_common.broker import ConfirmedPublisher, subscribe
+from papo_common.consuming import MessageConsumer
 from papo_common.contracts import Burst, Reply, SessionClosed
 from papo_common.topology import EXCHANGE, LLM, RoutingKey
+from papo_llm.settings import LlmSettings
 from papo_llm.turns import TurnTaker
 
 
@@ -41,13 +48,27 @@ def declare_publishers(broker: RabbitBroker) -> Publishers:
     )
 
 
-def register_handlers(broker: RabbitBroker, turns: TurnTaker, *, prefetch: int) -> Any:
-    """Consume `papo.llm`, `prefetch` bursts at a time. The message is acked only after the reply is
-    confirmed by the broker, or the burst is known to need none. Returns FastStream's wrapper of the handler
-    (tests read its `mock`)."""
+def consume(settings: LlmSettings, turns: TurnTaker) -> MessageConsumer[Burst]:
+    """Consume `papo.llm`, as many bursts at a time as turns may be in flight. A burst is acked only after
+    its reply is confirmed by the broker, or once it is known to need none."""
+    return MessageConsumer(
+        settings.rabbitmq_url.get_secret_value(),
+        LLM,
+        turns.handle,
+        contract=Burst,
+        prefetch=turns_in_flight(settings),
+        redelivery_horizon_seconds=settings.redelivery_horizon_seconds,
+        app_name="papo-llm",
+    )
 
-    @subscribe(broker, LLM, contract=Burst, channel=Channel(prefetch_count=prefetch))
+
+def turns_in_flight(settings: LlmSettings) -> int:
+    return max(settings.prefetch, settings.llm_turns_in_flight)
+
+
+def declare_input(broker: RabbitBroker, settings: LlmSettings) -> None:
+    """What `consume` takes, for the AsyncAPI document."""
+
+    @subscribe(broker, LLM, contract=Burst, channel=Channel(prefetch_count=turns_in_flight(settings)))
     async def on_burst(burst: Burst) -> None:
-        await turns.handle(burst)
-
-    return on_burst
+        raise NotImplementedError("the llm consumes through its MessageConsumer")
