@@ -1,7 +1,7 @@
 """Time per llm turn against raw round trips to the same fake model, measured in one run, round by round.
 
-- papo: the llm service in this process (`create_app`: FastStream, its middlewares, the lease, Redis, the
-  openai SDK, the confirmed publish), consuming bursts queued in a private RabbitMQ vhost beforehand, against
+- papo: the llm service in this process (`create_app`: its consumer, the lease, Redis, the openai SDK, the
+  confirmed publish), consuming bursts queued in a private RabbitMQ vhost beforehand, against
   `papo_testing.fake_openai.FakeOpenAI` answering at once; timed from its first reply to its last;
 - peer: the same number of raw `httpx` POSTs of a chat completion to that same fake, as many in flight.
 

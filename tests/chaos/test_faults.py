@@ -432,7 +432,9 @@ async def test_nothing_lost_doubled_or_reordered_under_faults(chaos_env: dict[st
         f"{len(doubled)} answered twice, e.g. {doubled[:10]}; sends {doubled_sends}; echoes answered "
         f"{dict(echoes)}; {summary}\n{logs[-20000:]}"
     )
-    assert not reordered, f"{len(reordered)} conversations out of order, e.g. {reordered[:3]}; {summary}"
+    assert not reordered, (
+        f"{len(reordered)} conversations out of order, e.g. {reordered[:3]}; {summary}\n{logs[-20000:]}"
+    )
     stuck = {name: n for name, n in totals.items() if n}
     assert not stuck, f"queues not empty: {stuck}"
 
