@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from papo_common.consuming import MessageConsumer
 from papo_common.errors import DependencyUnavailable
-from papo_common.topology import DEAD_LETTER_EXCHANGE, ServiceQueue
+from papo_common.topology import ServiceQueue
 from papo_testing import infra
 from papo_testing.chaos import drop_broker_connections
+from papo_testing.rabbit import declare_service_queue
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +32,7 @@ async def declared(url: str, queue: ServiceQueue) -> AsyncIterator[RabbitBroker]
     broker = RabbitBroker(url, default_channel=Channel(publisher_confirms=True))
     async with broker:
         await broker.connect()
-        dead_letter_exchange = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
-        dead_letters = await broker.declare_queue(queue.dead_letter_queue)
-        await dead_letters.bind(dead_letter_exchange, routing_key=queue.dead_letter_name)
-        await broker.declare_queue(queue.queue)
-        for retry_queue in queue.retry_queues:
-            await broker.declare_queue(retry_queue)
+        await declare_service_queue(broker, queue)
         yield broker
 
 

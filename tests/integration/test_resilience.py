@@ -20,7 +20,8 @@ from papo_common.resilience import (
     hold_lease,
     redelivery_middleware,
 )
-from papo_common.topology import DEAD_LETTER_EXCHANGE, ServiceQueue
+from papo_common.topology import ServiceQueue
+from papo_testing.rabbit import declare_service_queue
 
 pytestmark = pytest.mark.integration
 
@@ -74,15 +75,6 @@ async def _broker(
     return broker, seen, attempts
 
 
-async def _declare(broker: RabbitBroker, queue: ServiceQueue) -> None:
-    dead_letter_exchange = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
-    dead_letters = await broker.declare_queue(queue.dead_letter_queue)
-    await dead_letters.bind(dead_letter_exchange, routing_key=queue.dead_letter_name)
-    await broker.declare_queue(queue.queue)
-    for retry_queue in queue.retry_queues:
-        await broker.declare_queue(retry_queue)
-
-
 async def test_an_outage_is_redelivered_with_backoff_without_burning_the_delivery_limit(
     rabbitmq_url: str,
 ) -> None:
@@ -103,7 +95,7 @@ async def test_an_outage_is_redelivered_with_backoff_without_burning_the_deliver
 
     async with broker:
         await broker.connect()
-        await _declare(broker, queue)
+        await declare_service_queue(broker, queue)
         await broker.start()
         await broker.publish({"n": 1}, queue=queue.name, persist=True)
         seen = [await asyncio.wait_for(attempts.get(), 10) for _ in range(5)]
@@ -129,7 +121,7 @@ async def test_an_outage_past_the_horizon_dead_letters(rabbitmq_url: str) -> Non
 
     async with broker:
         await broker.connect()
-        await _declare(broker, queue)
+        await declare_service_queue(broker, queue)
         await broker.start()
         await broker.publish({"n": 1}, queue=queue.name, persist=True)
         assert await asyncio.wait_for(dead_lettered, 15) == b'{"n":1}'

@@ -119,6 +119,16 @@ def consumer_app(
     )
 
 
+def declaring_broker(settings: PapoSettings, *declarations: Callable[[RabbitBroker], object]) -> RabbitBroker:
+    """A broker that only carries a service's declared subscribers and publishers, for its AsyncAPI document:
+    the services that consume below FastStream (`papo_common.consuming`) declare their input here, where no
+    subscriber is ever started."""
+    broker = make_broker(settings)
+    for declare in declarations:
+        declare(broker)
+    return broker
+
+
 def serve(app: Any, settings: PapoSettings) -> None:
     """Run an ASGI app the way a container does: one process, uvicorn, graceful shutdown on SIGTERM."""
     import uvicorn

@@ -14,7 +14,7 @@ from faststream.rabbit import RabbitBroker
 from papo_common.broker import publish
 from papo_common.contracts import Contract
 from papo_common.settings import PapoSettings
-from papo_common.topology import SERVICE_QUEUES, declare_topology
+from papo_common.topology import DEAD_LETTER_EXCHANGE, SERVICE_QUEUES, ServiceQueue, declare_topology
 
 
 @contextlib.asynccontextmanager
@@ -29,6 +29,17 @@ async def connected_broker(url: str) -> AsyncIterator[RabbitBroker]:
         yield broker
     finally:
         await broker.stop()
+
+
+async def declare_service_queue(broker: RabbitBroker, queue: ServiceQueue) -> None:
+    """Declare one service queue as the topology would: the queue, its retry queues, and its dead-letter queue
+    bound to the dead-letter exchange."""
+    dead_letter_exchange = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
+    dead_letters = await broker.declare_queue(queue.dead_letter_queue)
+    await dead_letters.bind(dead_letter_exchange, routing_key=queue.dead_letter_name)
+    await broker.declare_queue(queue.queue)
+    for retry_queue in queue.retry_queues:
+        await broker.declare_queue(retry_queue)
 
 
 class Startable(Protocol):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitBroker
 
-from papo_common.broker import ConfirmedPublisher, make_broker
+from papo_common.broker import ConfirmedPublisher
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
-from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.service import consumer_app, declaring_broker, make_service_broker, serve
 from papo_debounce.debouncer import Debouncer
 from papo_debounce.flusher import Flusher
 from papo_debounce.handlers import consume, declare_input, declare_output
@@ -42,10 +42,7 @@ def create_app(settings: DebounceSettings | None = None) -> AsgiFastStream:
 def specification_broker() -> RabbitBroker:
     """A broker that declares debounce's input and output, for its AsyncAPI document (the running service
     consumes through its `MessageConsumer`)."""
-    broker = make_broker(DebounceSettings())
-    declare_input(broker)
-    declare_output(broker)
-    return broker
+    return declaring_broker(DebounceSettings(), declare_input, declare_output)
 
 
 def main() -> None:

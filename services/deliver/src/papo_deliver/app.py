@@ -8,12 +8,12 @@ from faststream.rabbit import RabbitBroker
 from httpx_aiohttp import AiohttpTransport
 from redis.asyncio import Redis
 
-from papo_common.broker import ConfirmedPublisher, make_broker
+from papo_common.broker import ConfirmedPublisher
 from papo_common.evolution import EvolutionClient, RetryPolicy
 from papo_common.own_sends import OwnSends
 from papo_common.redis import make_redis
 from papo_common.redis_durability import require_durable_redis
-from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.service import consumer_app, declaring_broker, make_service_broker, serve
 from papo_common.topology import DELIVER
 from papo_deliver.courtesy import Courtesies, RefusalMemory
 from papo_deliver.delivery import ChunkLimits, ReplyDeliverer, ReplyOrder
@@ -91,10 +91,7 @@ def create_app(settings: DeliverSettings | None = None) -> AsgiFastStream:
 def specification_broker() -> RabbitBroker:
     """A broker that declares deliver's input and output, for its AsyncAPI document (the running service
     consumes through its `MessageConsumer`)."""
-    broker = make_broker(DeliverSettings())
-    declare_input(broker)
-    declare_output(broker)
-    return broker
+    return declaring_broker(DeliverSettings(), declare_input, declare_output)
 
 
 def main() -> None:

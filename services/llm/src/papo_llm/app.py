@@ -5,13 +5,12 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitBroker
 
-from papo_common.broker import make_broker
 from papo_common.contracts import ConversationRef
 from papo_common.db import asyncpg_dsn
 from papo_common.periodic import Periodic
 from papo_common.redis import ConversationKeys, make_redis
 from papo_common.redis_durability import require_durable_redis
-from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.service import consumer_app, declaring_broker, make_service_broker, serve
 from papo_common.topology import LLM
 from papo_llm.archive import HistoryArchive
 from papo_llm.engines import make_engine
@@ -90,10 +89,7 @@ def specification_broker() -> RabbitBroker:
     """A broker that declares the llm's input and outputs, for its AsyncAPI document (the running service
     consumes through its `MessageConsumer`)."""
     settings = LlmSettings()
-    broker = make_broker(settings)
-    declare_input(broker, settings)
-    declare_publishers(broker)
-    return broker
+    return declaring_broker(settings, lambda broker: declare_input(broker, settings), declare_publishers)
 
 
 def main() -> None:

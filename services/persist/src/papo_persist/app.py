@@ -6,9 +6,8 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitBroker
 
-from papo_common.broker import make_broker
 from papo_common.db import asyncpg_dsn
-from papo_common.service import consumer_app, make_service_broker, serve
+from papo_common.service import consumer_app, declaring_broker, make_service_broker, serve
 from papo_common.topology import PERSIST
 from papo_persist.consumer import BatchConsumer
 from papo_persist.database import PostgresWriter
@@ -50,9 +49,7 @@ def create_app(settings: PersistSettings | None = None) -> AsgiFastStream:
 def specification_broker() -> RabbitBroker:
     """A broker that declares persist's input, for its AsyncAPI document (the running service consumes
     through its `BatchConsumer`)."""
-    broker = make_broker(PersistSettings())
-    declare_input(broker)
-    return broker
+    return declaring_broker(PersistSettings(), declare_input)
 
 
 def main() -> None:
