@@ -25,6 +25,11 @@ def postgres_unavailable(error: BaseException) -> DependencyUnavailable | None:
     message, never the statement's parameters (which hold people's messages)."""
     if isinstance(error, OSError | asyncpg.InterfaceError):  # TimeoutError and refused connections included
         return DependencyUnavailable(f"PostgreSQL unreachable: {type(error).__name__}: {error}"[:500])
+    if isinstance(error, asyncpg.InternalClientError):
+        # What asyncpg 0.32 raises for a query sent on a pooled connection PostgreSQL has just cut
+        # (`pg_terminate_backend`, a restart) before the client read the FATAL: "cannot switch to state 11;
+        # another operation (2) is in progress". The pool replaces that connection for the next query.
+        return DependencyUnavailable(f"PostgreSQL connection cut: {type(error).__name__}: {error}"[:500])
     if isinstance(error, asyncpg.PostgresError) and str(error.sqlstate or "").startswith(
         UNAVAILABLE_SQLSTATES
     ):
