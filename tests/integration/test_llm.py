@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,21 +23,14 @@ from papo_common.resilience import REDELIVERIES_HEADER
 from papo_common.topology import EXCHANGE, LLM, RoutingKey, declare_topology
 from papo_llm.app import create_app
 from papo_llm.settings import VOICE_NOTE_MARK, LlmSettings
-from papo_testing import infra
 from papo_testing.fake_openai import FakeOpenAI
+from papo_testing.rabbit import module_vhost
 from papo_testing.rabbit import running as running_app
 
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def rabbitmq_url() -> Iterator[str]:
-    """A virtual host of this module's own. The replies its llm publishes are routed to `papo.deliver` and
-    `papo.persist`, which nothing here consumes: left in the session's vhost (18 of each after this module),
-    they were work for the next stack that ran there, and an e2e test run after this module never saw papo
-    settle."""
-    with infra.rabbitmq_vhost() as url:
-        yield url
+rabbitmq_url = pytest.fixture(module_vhost, scope="module", name="rabbitmq_url")
 
 
 def conversation() -> ConversationRef:

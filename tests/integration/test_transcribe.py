@@ -28,11 +28,13 @@ from faststream.asgi import AsgiFastStream
 from papo_common.contracts import AudioAttachment, ConversationRef, InboundMessage
 from papo_common.topology import TRANSCRIBE, RoutingKey
 from papo_testing.fake_evolution import FakeEvolution, FakeMedia
-from papo_testing.rabbit import bind_probe, publish_all
+from papo_testing.rabbit import bind_probe, module_vhost, publish_all
 from papo_transcribe.app import create_app
 from papo_transcribe.engines.base import DecodeOptions, Engine, EngineResult
 from papo_transcribe.settings import TranscribeSettings
 from papo_transcribe.speech import SpeechModel
+
+rabbitmq_url = pytest.fixture(module_vhost, scope="module", name="rabbitmq_url")
 
 pytestmark = pytest.mark.slow
 

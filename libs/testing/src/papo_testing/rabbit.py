@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 import aio_pika
@@ -15,6 +15,7 @@ from papo_common.broker import publish
 from papo_common.contracts import Contract
 from papo_common.settings import PapoSettings
 from papo_common.topology import DEAD_LETTER_EXCHANGE, SERVICE_QUEUES, ServiceQueue, declare_topology
+from papo_testing import infra
 
 
 @contextlib.asynccontextmanager
@@ -29,6 +30,18 @@ async def connected_broker(url: str) -> AsyncIterator[RabbitBroker]:
         yield broker
     finally:
         await broker.stop()
+
+
+def module_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host for one test module, as its `rabbitmq_url`:
+    `rabbitmq_url = pytest.fixture(module_vhost, scope="module", name="rabbitmq_url")`.
+
+    For the modules that run one service whose output is routed to other services' queues, which nothing
+    there consumes. Left in the session's vhost (test_llm left 18 replies in `papo.deliver` and
+    `papo.persist`, test_transcribe 22 transcripts in `papo.debounce` and `papo.persist`), they were work for
+    the next stack that ran there, and an e2e test run after such a module never saw papo settle."""
+    with infra.rabbitmq_vhost() as url:
+        yield url
 
 
 async def declare_service_queue(broker: RabbitBroker, queue: ServiceQueue) -> None:
