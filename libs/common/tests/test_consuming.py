@@ -175,12 +175,15 @@ async def test_stop_lets_the_message_being_handled_finish_first(channel: FakeCha
 
 
 async def test_stop_gives_up_on_a_handler_past_the_graceful_timeout(channel: FakeChannel) -> None:
+    started = asyncio.Event()
+
     async def handle(order: Order) -> None:
+        started.set()
         await asyncio.Event().wait()
 
     consumer = Recording(handle, graceful_timeout_s=0)
     receiving = asyncio.create_task(consumer.receive(delivered(channel, 1, b'{"n": 7}')))
-    await asyncio.sleep(0)
+    await started.wait()
 
     await consumer.stop()  # the connection closes: RabbitMQ takes the delivery back
 

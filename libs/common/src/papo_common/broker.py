@@ -59,15 +59,7 @@ class PoisonMessageMiddleware(BaseMiddleware):
             queue = getattr(msg.raw_message, "routing_key", None) or "unknown"
             source = self.context.get("handler_") or None
             queue_name = getattr(getattr(source, "queue", None), "name", queue)
-            DEAD_LETTERS.labels(queue=queue_name, reason=type(error).__name__).inc()
-            logger.warning(
-                "dead-lettering message",
-                extra={
-                    "queue": queue_name,
-                    "reason": dead_letter_reason(error),
-                    "message_id": msg.message_id,
-                },
-            )
+            count_dead_letter(queue_name, error, message_id=msg.message_id)
             raise RejectMessage from error
 
 
@@ -191,6 +183,15 @@ class _BrokerMetricsScope(BaseMiddleware):
         finally:
             children.duration.observe(time.perf_counter() - started)
             children.status("error" if error else "success").inc(len(cmd.batch_bodies))
+
+
+def count_dead_letter(queue: str, error: Exception, *, message_id: str | None = None) -> None:
+    """Count and log a message about to be dead-lettered for `error` (every consumer's one way to say it)."""
+    DEAD_LETTERS.labels(queue=queue, reason=type(error).__name__).inc()
+    extra: dict[str, Any] = {"queue": queue, "reason": dead_letter_reason(error)}
+    if message_id is not None:
+        extra["message_id"] = message_id
+    logger.warning("dead-lettering message", extra=extra)
 
 
 def dead_letter_reason(error: Exception) -> str:

@@ -34,13 +34,13 @@ import aiormq.abc
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from faststream.prometheus.types import ProcessingStatus
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
-from papo_common.broker import BrokerMetrics, dead_letter_reason
+from papo_common.broker import BrokerMetrics, count_dead_letter
 from papo_common.errors import PermanentError
-from papo_common.metrics import DEAD_LETTERS
-from papo_common.resilience import OUTAGES, REDELIVERIES_HEADER, redelivery_plan
+from papo_common.resilience import OUTAGES, log_past_horizon, log_redelivery, redelivery_plan
 from papo_common.telemetry import tracer, tracing_enabled
 from papo_common.topology import ServiceQueue
 
@@ -175,42 +175,30 @@ class MessageConsumer(QueueConsumer, Generic[T]):
         children.status(status).inc()
 
     async def _process(self, delivery: Delivery, tag: int, children: Any) -> str:
-        channel = delivery.channel
         try:
             message = self._parse(delivery.body)
             with self._span(delivery):
                 await self._handle(message)
-        except (ValidationError, PermanentError) as error:
-            self._count_failure(children, error)
-            return await self._dead_letter(delivery, tag, error)
-        except OUTAGES as error:
-            self._count_failure(children, error)
-            return await self._redeliver_later(delivery, tag, error)
         except Exception as error:
-            self._count_failure(children, error)
-            logger.exception(
-                "handling failed: requeued", extra={"queue": self.queue.name, "error": type(error).__name__}
-            )
-            return await _settled(channel.basic_nack(tag, requeue=True), ProcessingStatus.nacked)
-        return await _settled(channel.basic_ack(tag), ProcessingStatus.acked)
+            children.exception(type(error).__name__).inc()
+            return await self._failed(delivery, tag, error)
+        return await _settled(delivery.channel.basic_ack(tag), ProcessingStatus.acked)
 
-    @staticmethod
-    def _count_failure(children: Any, error: BaseException) -> None:
-        children.exception(type(error).__name__).inc()
-
-    async def _dead_letter(self, delivery: Delivery, tag: int, error: Exception) -> str:
-        DEAD_LETTERS.labels(queue=self.queue.name, reason=type(error).__name__).inc()
-        logger.warning(
-            "dead-lettering message",
-            extra={
-                "queue": self.queue.name,
-                "reason": dead_letter_reason(error),
-                "message_id": delivery.header.properties.message_id,
-            },
+    async def _failed(self, delivery: Delivery, tag: int, error: Exception) -> str:
+        """Settle a delivery its handler failed on: what can never succeed is dead-lettered, an outage is
+        redelivered later, anything else is requeued."""
+        channel = delivery.channel
+        if isinstance(error, ValidationError | PermanentError):
+            count_dead_letter(self.queue.name, error, message_id=delivery.header.properties.message_id)
+            return await _settled(channel.basic_reject(tag, requeue=False), ProcessingStatus.rejected)
+        if isinstance(error, OUTAGES):
+            return await self._redeliver_later(delivery, tag, error)
+        logger.exception(
+            "handling failed: requeued", extra={"queue": self.queue.name, "error": type(error).__name__}
         )
-        return await _settled(delivery.channel.basic_reject(tag, requeue=False), ProcessingStatus.rejected)
+        return await _settled(channel.basic_nack(tag, requeue=True), ProcessingStatus.nacked)
 
-    async def _redeliver_later(self, delivery: Delivery, tag: int, error: BaseException) -> str:
+    async def _redeliver_later(self, delivery: Delivery, tag: int, error: Exception) -> str:
         """A copy in the queue's next retry queue (confirmed), then an ack of the original; past the horizon,
         the dead-letter queue. Never a requeue at once, which would burn the queue's delivery limit."""
         properties = delivery.header.properties
@@ -218,10 +206,7 @@ class MessageConsumer(QueueConsumer, Generic[T]):
             self.queue, properties.headers or {}, now=self._clock(), horizon_seconds=self._horizon_s
         )
         if plan is None:
-            logger.warning(
-                "dependency unavailable past the redelivery horizon: dead-lettering",
-                extra={"queue": self.queue.name, "error": type(error).__name__},
-            )
+            log_past_horizon(self.queue.name, error)
             return await _settled(
                 delivery.channel.basic_reject(tag, requeue=False), ProcessingStatus.rejected
             )
@@ -243,16 +228,7 @@ class MessageConsumer(QueueConsumer, Generic[T]):
                 extra={"queue": self.queue.name, "error": short_error(failure)},
             )
             return await _settled(delivery.channel.basic_nack(tag, requeue=True), ProcessingStatus.nacked)
-        logger.warning(
-            "dependency unavailable: redelivering later",
-            extra={
-                "queue": self.queue.name,
-                "error": type(error).__name__,
-                "reason": str(error)[:200],
-                "redelivery": plan.headers[REDELIVERIES_HEADER],
-                "retry_in_s": plan.delay_seconds,
-            },
-        )
+        log_redelivery(self.queue.name, error, plan)
         return await _settled(delivery.channel.basic_ack(tag), ProcessingStatus.acked)
 
     @contextlib.contextmanager
@@ -262,13 +238,9 @@ class MessageConsumer(QueueConsumer, Generic[T]):
         if not self._tracing:
             yield
             return
-        carrier = {
-            key: value.decode() if isinstance(value, bytes) else str(value)
-            for key, value in (delivery.header.properties.headers or {}).items()
-        }
         with tracer(__name__).start_as_current_span(
             f"{self.queue.name} process",
-            context=propagate.extract(carrier),
+            context=published_context(delivery),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "rabbitmq",
@@ -278,6 +250,15 @@ class MessageConsumer(QueueConsumer, Generic[T]):
             },
         ):
             yield
+
+
+def published_context(delivery: Delivery) -> Context:
+    """The trace context the publisher of `delivery` put in its headers."""
+    carrier = {
+        key: value.decode() if isinstance(value, bytes) else str(value)
+        for key, value in (delivery.header.properties.headers or {}).items()
+    }
+    return propagate.extract(carrier)
 
 
 async def _settled(outcome: Awaitable[None], status: ProcessingStatus) -> str:

@@ -363,6 +363,26 @@ def redelivery_plan(
     return Redelivery(queue=service_queue.retry_queue_name(delay), delay_seconds=delay, headers=kept)
 
 
+def log_past_horizon(queue: str, error: BaseException) -> None:
+    logger.warning(
+        "dependency unavailable past the redelivery horizon: dead-lettering",
+        extra={"queue": queue, "error": type(error).__name__},
+    )
+
+
+def log_redelivery(queue: str, error: BaseException, plan: Redelivery) -> None:
+    logger.warning(
+        "dependency unavailable: redelivering later",
+        extra={
+            "queue": queue,
+            "error": type(error).__name__,
+            "reason": str(error)[:200],
+            "redelivery": plan.headers[REDELIVERIES_HEADER],
+            "retry_in_s": plan.delay_seconds,
+        },
+    )
+
+
 class RedeliveryMiddleware(BaseMiddleware):
     """Turns a handler's `DependencyUnavailable` (or another of `OUTAGES`) into a delayed redelivery: a
     confirmed copy in the service's retry queue, then an ack of the original. Past the horizon the message is
@@ -384,10 +404,7 @@ class RedeliveryMiddleware(BaseMiddleware):
                 service_queue, msg.headers or {}, now=self.clock(), horizon_seconds=self.horizon_seconds
             )
             if plan is None:
-                logger.warning(
-                    "dependency unavailable past the redelivery horizon: dead-lettering",
-                    extra={"queue": service_queue.name, "error": type(error).__name__},
-                )
+                log_past_horizon(service_queue.name, error)
                 raise RejectMessage from error
             raw = msg.raw_message
             await self.broker.publish(
@@ -401,16 +418,7 @@ class RedeliveryMiddleware(BaseMiddleware):
                 correlation_id=msg.correlation_id,
                 message_type=getattr(raw, "type", None),
             )
-            logger.warning(
-                "dependency unavailable: redelivering later",
-                extra={
-                    "queue": service_queue.name,
-                    "error": type(error).__name__,
-                    "reason": str(error)[:200],
-                    "redelivery": plan.headers[REDELIVERIES_HEADER],
-                    "retry_in_s": plan.delay_seconds,
-                },
-            )
+            log_redelivery(service_queue.name, error, plan)
             return None
 
 

@@ -29,14 +29,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiormq.abc
-from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
-from papo_common.broker import BrokerMetrics, dead_letter_reason
-from papo_common.consuming import Delivery, QueueConsumer, short_error
+from papo_common.broker import BrokerMetrics, count_dead_letter
+from papo_common.consuming import Delivery, QueueConsumer, published_context, short_error
 from papo_common.errors import DependencyUnavailable, PermanentError
-from papo_common.metrics import DEAD_LETTERS
 from papo_common.resilience import retry_transient
 from papo_common.telemetry import tracer, tracing_enabled
 from papo_common.topology import ServiceQueue
@@ -285,11 +283,7 @@ class BatchConsumer(QueueConsumer):
                     await self._settle(channel, [held], "acked", channel.basic_ack(held.tag))
 
     async def _dead_letter(self, held: _Held, error: Exception) -> None:
-        DEAD_LETTERS.labels(queue=self.queue.name, reason=type(error).__name__).inc()
-        logger.warning(
-            "dead-lettering message",
-            extra={"queue": self.queue.name, "reason": dead_letter_reason(error)},
-        )
+        count_dead_letter(self.queue.name, error)
         await self._settle(
             held.channel, [held], "rejected", held.channel.basic_reject(held.tag, requeue=False)
         )
@@ -309,13 +303,9 @@ def _trace(batch: list[_Held], started_ns: int) -> None:
     """One span per message, a child of the span that published it, so each trace runs through persist."""
     spans = tracer(__name__)
     for delivery in (held.delivery for held in batch):
-        carrier = {
-            key: value.decode() if isinstance(value, bytes) else str(value)
-            for key, value in (delivery.header.properties.headers or {}).items()
-        }
         span = spans.start_span(
             f"{delivery.routing_key} process",
-            context=propagate.extract(carrier),
+            context=published_context(delivery),
             kind=SpanKind.CONSUMER,
             start_time=started_ns,
             attributes={
