@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from papo_common.redis import ConversationKeys, make_redis
 from papo_common.topology import LLM
 from papo_debounce.app import create_app
 from papo_debounce.settings import DebounceSettings
-from papo_testing.factories import ANA, audio_message, text_message, transcript
+from papo_testing.factories import ANA, T0, audio_message, text_message, transcript
 from papo_testing.rabbit import depth, depths, publish_all, take
 
 AppFactory = Callable[..., AsgiFastStream]
@@ -94,6 +95,24 @@ async def test_burst_with_duplicate_and_reordering_reaches_llm_once(
     await until(flushes_finished(prefix))
     assert await depth(rabbitmq_url, LLM.name) == 0, "exactly one burst"
     assert all(count == 0 for name, count in (await depths(rabbitmq_url)).items() if name != "papo.persist")
+
+
+async def test_messages_said_in_one_second_keep_the_order_ingest_received_them_in(
+    rabbitmq_url: str, debounce: AppFactory, prefix: str
+) -> None:
+    # WhatsApp's timestamps have whole seconds; debounce's concurrent handlers and replicas may take the
+    # messages of one second in any order (here: the reverse of how ingest received them)
+    received = T0 + timedelta(seconds=2)
+    said = [("A", "hi"), ("B", "do you deliver on sundays?"), ("C", "to the city centre")]
+    messages = [
+        text_message(mid, text, seconds=1, received_at=received + timedelta(milliseconds=100 * i))
+        for i, (mid, text) in enumerate(said)
+    ]
+    app = debounce()
+    await app.start()
+    await publish_all(rabbitmq_url, *reversed(messages))
+    [burst] = await take(rabbitmq_url, LLM.name, 1)
+    assert [item["text"] for item in burst["items"]] == [text for _, text in said]
 
 
 async def test_restart_inside_the_window_loses_nothing(

@@ -40,6 +40,19 @@ def test_items_follow_when_they_were_said_then_arrival() -> None:
     assert (burst.flushed_at - burst.first_received_at).total_seconds() == 15
 
 
+def test_items_said_in_one_second_follow_the_order_ingest_received_them_in() -> None:
+    # debounce's concurrent handlers (and its replicas) may take a burst's messages in any order
+    second = T0.timestamp() + 5
+    burst = build_burst(
+        flushing(
+            StoredItem("C", "text", "to the city centre", T0, arrival=1, received_at=second + 0.4),
+            StoredItem("A", "text", "hi", T0, arrival=3, received_at=second + 0.1),
+            StoredItem("B", "text", "do you deliver?", T0, arrival=2, received_at=second + 0.2),
+        )
+    )
+    assert [item.text for item in burst.items] == ["hi", "do you deliver?", "to the city centre"]
+
+
 def test_voice_notes_take_their_transcript_or_the_marker() -> None:
     burst = build_burst(
         flushing(

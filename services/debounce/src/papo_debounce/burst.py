@@ -19,8 +19,10 @@ def _text_of(item: StoredItem, flushing: Flushing) -> str:
 
 
 def build_burst(flushing: Flushing) -> Burst:
-    """The burst as the llm sees it. Ties on `messageTimestamp` (one-second resolution) keep arrival order."""
-    ordered = sorted(flushing.items, key=lambda item: (item.sent_at, item.arrival))
+    """The burst as the llm sees it. Ties on `messageTimestamp` (one-second resolution) keep the order ingest
+    received them in, which neither debounce's concurrent handlers nor its replicas can shuffle; then the
+    order debounce took them in."""
+    ordered = sorted(flushing.items, key=lambda item: (item.sent_at, item.received_at, item.arrival))
     first_at = datetime.fromtimestamp(flushing.first_at, UTC)
     return Burst(
         burst_id=flushing.burst_id,

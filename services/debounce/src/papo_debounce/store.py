@@ -35,6 +35,10 @@ class StoredItem:
     text: str | None
     sent_at: datetime
     arrival: int
+    """Its place in Redis's count of the conversation's messages: the order debounce took them in, which
+    concurrent handlers and replicas may have interleaved."""
+    received_at: float = 0.0
+    """When ingest received its webhook (epoch seconds; 0 for an item buffered before it was recorded)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def _flushing(conversation: ConversationRef, token: str, reply: list[Any]) -> Fl
                 data["text"],
                 datetime.fromisoformat(data["sent_at"]),
                 int(arrival),
+                float(data.get("received_at") or 0.0),
             )
         )
     transcripts = {
@@ -168,6 +173,7 @@ class DebounceStore:
             "kind": message.kind,
             "text": message.text if message.kind == "text" else None,
             "sent_at": message.sent_at.isoformat(),
+            "received_at": message.received_at.timestamp(),
         }
         s = self._settings
         added, seq = await self._add(
