@@ -5,18 +5,35 @@ from __future__ import annotations
 import json
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from papo_common.contracts import ConversationRef
 
 
+CONNECTION_RETRIES = 3
+"""How often a command whose connection broke is sent again on a new one before it counts as an outage."""
+
+
 def make_redis(url: str) -> Redis:
-    """An async Redis client with bounded timeouts, so a dead Redis fails fast instead of hanging a handler."""
+    """An async Redis client with bounded timeouts, so a dead Redis fails fast instead of hanging a handler.
+
+    A command whose connection broke (a Redis failover, a proxy or a `CLIENT KILL` cutting it) is sent again
+    on a new connection, a few times within a second, before it counts as an outage. Redis may have run it
+    already, its answer lost with the connection: every script and lease papo keeps state with is written
+    to answer such a repeat as the first run did. A timeout is not repeated: Redis is slow, not gone."""
     return Redis.from_url(
         url,
         decode_responses=False,
         socket_timeout=5,
         socket_connect_timeout=3,
         health_check_interval=30,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.5),
+            CONNECTION_RETRIES,
+            supported_errors=(RedisConnectionError,),
+        ),
     )
 
 

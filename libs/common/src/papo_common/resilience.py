@@ -168,6 +168,33 @@ class LeaseLost(DependencyUnavailable):
     hold it now: whatever the holder was about to do must not happen; try again later."""
 
 
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+
+
+class RetrySafeLock(Lock):
+    """redis-py's `Lock`, with an acquire that survives redis-py's own retry.
+
+    redis-py retries a command whose connection broke (by default 3 times), without knowing whether Redis
+    ran it. The `Lock`'s `SET NX` is not safe to repeat: when Redis set the key but the answer was lost
+    with the connection, the retry finds the key taken (by this very token), the acquire fails, and the
+    lease stays held by nobody until its TTL ends, holding the conversation back that long. This acquire
+    counts its own token as success, so a repeat answers what the first try did."""
+
+    def __init__(self, redis: Redis, name: str, **options: Any) -> None:
+        super().__init__(redis, name, **options)
+        self._acquire_script = redis.register_script(_ACQUIRE)
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        lease_ms = int(self.timeout * 1000) if self.timeout else 0
+        if not lease_ms:
+            return await super().do_acquire(token)
+        return bool(await self._acquire_script(keys=[self.name], args=[token, lease_ms]))
+
+
 class Lease:
     """A held lease: redis-py's token-checked `Lock`, renewed in the background while held."""
 
@@ -237,7 +264,7 @@ async def hold_lease(
 ) -> AsyncIterator[Lease]:
     """Hold the lease `key` for the block: wait up to `wait_seconds` for it (else `LeaseBusy`), renew it
     while held, release it after, whatever happens. Only the holder's token can renew or release it."""
-    lock = Lock(
+    lock = RetrySafeLock(
         redis_client,
         key,
         timeout=lease_seconds,

@@ -10,6 +10,10 @@ A claimed burst is renamed to `flushing:*` keys, so the next burst can start at 
 published, and a crashed publisher's burst is republished by any replica when its lease ends. The claim's
 token in `flushing:meta` names the replica that may finish it: a publisher that stalled past its lease and
 lost the claim can no longer touch what came after.
+
+redis-py repeats a command whose connection broke before its answer came, not knowing whether Redis ran it.
+So every script here is safe to run twice: a repeated message is seen, a repeated claim finds its own
+token and answers what the first run did, a repeated transcript or completion changes nothing more.
 """
 
 from __future__ import annotations
@@ -120,6 +124,10 @@ CLAIM = (
     + """
 -- KEYS: due claims items meta pending flushing_items flushing_meta inbound_seq texts paused last_cut
 -- ARGV: now member lease max_size window state_ttl token burst_id
+-- a repeat of this claim (redis-py retries a command whose answer was lost) answers what the first one did
+if redis.call('HGET', KEYS[7], 'claim_token') == ARGV[7] then
+  return claimed(KEYS[6], KEYS[7], KEYS[9], KEYS[10])
+end
 local now = now_seconds(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not score or tonumber(score) > now then return {0} end
@@ -157,6 +165,9 @@ RECLAIM = (
     + """
 -- KEYS: claims flushing_items flushing_meta texts paused   ARGV: now member lease token
 -- Takes over a claim whose lease ran out; the new token makes the stalled publisher's COMPLETE a no-op.
+if redis.call('HGET', KEYS[3], 'claim_token') == ARGV[4] then
+  return claimed(KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+end
 local now = now_seconds(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not score or tonumber(score) > now then return {0} end

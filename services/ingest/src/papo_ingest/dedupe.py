@@ -53,6 +53,8 @@ _CLAIM_SCRIPT = (
     CANONICAL_OF
     + """
 local holder = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+-- our own token: redis-py repeated this script after its answer was lost with the connection
+if holder == ARGV[1] then holder = false end
 if holder or not KEYS[2] then
   return {holder}
 end

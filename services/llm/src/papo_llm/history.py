@@ -96,6 +96,15 @@ local ttl = tonumber(ARGV[1])
 local max_turns = tonumber(ARGV[2])
 -- the reply answering these messages, kept until it is published (the outbox): atomically with the answer
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
+local ids = 6
+while ARGV[ids - 1] ~= '' do ids = ids + 1 end
+-- settled messages none of which is pending any more: this settle ran already, and redis-py repeats it
+-- because its answer was lost with the connection; its turns must not join the history twice
+if ids <= #ARGV then
+  local still_pending = 0
+  for j = ids, #ARGV do still_pending = still_pending + redis.call('HEXISTS', KEYS[1], ARGV[j]) end
+  if still_pending == 0 then return 0 end
+end
 local i = 5
 while ARGV[i] ~= '' do
   if max_turns > 0 then redis.call('RPUSH', KEYS[2], ARGV[i]) end
