@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest

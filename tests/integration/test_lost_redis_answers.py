@@ -8,11 +8,12 @@ the outcome through a client of its own.
 from __future__ import annotations
 
 import uuid
+
 import pytest
 from redis.asyncio import Redis
 
-from papo_common.redis import ConversationKeys, make_redis
 from papo_common import resilience
+from papo_common.redis import ConversationKeys, make_redis
 from papo_common.resilience import hold_lease
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore, member_of

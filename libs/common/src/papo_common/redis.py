@@ -11,7 +11,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from papo_common.contracts import ConversationRef
 
-
 CONNECTION_RETRIES = 3
 """How often a command whose connection broke is sent again on a new one before it counts as an outage."""
 
