@@ -181,8 +181,8 @@ async def test_ignored_and_rejected_touch_nothing(redis: Redis, prefix: str) -> 
 async def test_one_redis_round_trip_per_webhook(
     redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Claim and the person's identity lookup share one round trip; the published mark is written behind the
-    answer (and pipelined with the other answers' marks)."""
+    """Claim and the person's identity lookup share one round trip, and it carries the published marks of the
+    webhooks before it; a mark with no webhook after it is written on its own, behind the answer."""
     from redis.asyncio.connection import AbstractConnection
 
     from papo_common.own_sends import OwnSends
@@ -201,11 +201,17 @@ async def test_one_redis_round_trip_per_webhook(
         await original(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    first = fixture("text_conversation")
+    assert await intake.receive(first) == ACCEPTED
     assert sent == 1
-    await intake._seen.flush()
-    assert sent == 2, "the published mark, once the answer is out"
+    second = first | {"data": first["data"] | {"key": first["data"]["key"] | {"id": "3EB0NEXT"}}}
+    assert await intake.receive(second) == ACCEPTED
+    assert sent == 2, "the first webhook's published mark rides on the second's claim"
     assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F") == PUBLISHED
+    sent -= 1  # the test's own GET
+    await intake._seen.flush()
+    assert sent == 3, "with no webhook after it, the last mark is written on its own"
+    assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0NEXT") == PUBLISHED
 
 
 async def test_papos_own_echo_is_recognised_while_the_broker_is_away(redis: Redis, prefix: str) -> None:
@@ -239,3 +245,34 @@ async def test_an_operators_message_while_the_broker_is_away_is_retried_later(
     assert broker.published == []
     later = make_intake(redis, prefix, broker, senders=senders)
     assert await later.receive(fixture("send_message")) == ACCEPTED, "the claim was released for the retry"
+
+
+async def test_a_published_mark_with_no_webhook_after_it_is_written_by_itself(
+    redis: Redis, prefix: str
+) -> None:
+    intake = make_intake(redis, prefix, FakeBroker())
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    key = f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F"
+    async with asyncio.timeout(5):  # the mark's delay is 20 ms: wait for the mark, not for a while
+        while await redis.get(key) != PUBLISHED:
+            await asyncio.sleep(0.01)
+
+
+async def test_marks_a_failed_claim_carried_are_written_later(redis: Redis, prefix: str) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    intake = make_intake(redis, prefix, FakeBroker())
+    seen = intake._seen
+    assert await intake.receive(fixture("text_conversation")) == ACCEPTED
+    claim = seen._claim
+
+    async def unreachable(**_: Any) -> Any:
+        raise RedisConnectionError("Redis went away")
+
+    seen._claim = unreachable  # type: ignore[method-assign]
+    second = fixture("text_conversation")
+    second["data"]["key"]["id"] = "3EB0NEXT"
+    assert (await intake.receive(second)).status == "unavailable"
+    seen._claim = claim  # type: ignore[method-assign]
+    await seen.flush()
+    assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0C431C26A1D0B6E5F") == PUBLISHED
