@@ -519,6 +519,55 @@ async def test_a_late_older_message_reaches_the_model_once_in_order_after_a_rehy
     assert reply.in_reply_to == (m0_burst.items[0].message_id, m1_burst.items[0].message_id)
 
 
+async def test_messages_of_one_second_reloaded_from_postgresql_keep_the_bursts_order(
+    settings, ai, replies, publisher, database_url, redis_client
+) -> None:
+    # the simulator's burst, typed within one second: persist wrote it before the llm (started late) took the
+    # burst, with its rows in another order; Redis has nothing (a new conversation). PostgreSQL knows each
+    # message's second, and when ingest received it.
+    who = conversation()
+    said = make_burst(who, 3, "hi", "do you deliver on sundays?", "to the city centre")
+    burst = said.model_copy(
+        update={"items": tuple(item.model_copy(update={"sent_at": T0}) for item in said.items)}
+    )
+    engine = make_engine(database_url)
+    async with engine.begin() as connection:
+        conversation_id = (
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                ),
+                {"i": who.instance, "u": who.user_id},
+            )
+        ).scalar_one()
+        for position in (2, 0, 1):  # rows written in no particular order
+            item = burst.items[position]
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at,"
+                    " received_at) VALUES (:c, :i, :e, 'user', 'text', :t, :s, :r)"
+                ),
+                {
+                    "c": conversation_id,
+                    "i": who.instance,
+                    "e": item.message_id,
+                    "t": item.text,
+                    "s": item.sent_at,
+                    "r": T0 + timedelta(milliseconds=400 + 100 * position),
+                },
+            )
+    await engine.dispose()
+
+    async with running(settings):
+        await publish(publisher, burst)
+        await replies.take(1)
+
+    [request] = ai.requests
+    assert request.messages[1:] == [
+        {"role": "user", "content": "hi\ndo you deliver on sundays?\nto the city centre"}
+    ]
+
+
 async def test_a_burst_failing_in_a_model_outage_is_answered_by_the_next_turn_and_never_dead_lettered(
     rabbitmq_url, database_url, redis_url, redis_prefix, ai, replies, publisher, amqp
 ) -> None:

@@ -134,3 +134,25 @@ async def test_inbound_seq_is_read_from_debounces_counter(
     await redis.incr(keys.inbound_seq)
 
     assert await store.inbound_seq(keys) == 2
+
+
+async def test_a_burst_orders_its_messages_that_were_reloaded_from_postgresql(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    # PostgreSQL knows the second each was sent in, not their order within it; the burst does
+    store = HistoryStore(redis, ttl_seconds=600, max_turns=10)
+    keys = keys_for(prefix, make_burst, make_item)
+    reloaded = [
+        message("c", 1000, "to the city centre", seq=0, position=0),
+        message("a", 1000, "hi", seq=0, position=1),
+    ]
+    await store.seed(keys, turns=[], pending=reloaded)
+    burst = [
+        message("a", 1000, "hi", seq=3, position=0),
+        message("b", 1000, "do you deliver?", seq=3, position=1),
+        message("c", 1000, "to the city centre", seq=3, position=2),
+    ]
+    state = await store.record(keys, 3, burst)
+
+    assert state is not None
+    assert [m.content for m in state.pending] == ["hi", "do you deliver?", "to the city centre"]

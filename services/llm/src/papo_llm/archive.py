@@ -106,10 +106,12 @@ RECALL_ROWS = """
 SELECT m.external_id, m.role, m.kind, m.text, m.transcription_failure, m.in_reply_to, m.sent_at
 FROM messages m JOIN conversations c ON c.id = m.conversation_id
 WHERE c.instance = $1 AND c.user_id = $2
-ORDER BY m.sent_at DESC, m.id DESC
+ORDER BY m.sent_at DESC, m.received_at DESC NULLS FIRST, m.id DESC
 LIMIT $3
 """
-"""A conversation's last rows, newest first, as `StoredRow`s."""
+"""A conversation's last rows, newest first, as `StoredRow`s. `sent_at` has whole seconds for what the person
+sent, so ties go by when ingest received each message (what the business sent, which has none, after them),
+then by row: persist writes a batch's rows in no particular order."""
 
 
 class HistoryArchive:

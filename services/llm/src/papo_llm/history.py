@@ -42,9 +42,14 @@ local previous_recorded = 1
 if ARGV[3] ~= '' then previous_recorded = redis.call('SISMEMBER', KEYS[7], ARGV[3]) end
 redis.call('SADD', KEYS[7], ARGV[2])
 redis.call('PEXPIRE', KEYS[7], ttl)
+-- a message new here is pending. One reloaded from PostgreSQL (burst seq 0) takes the burst's place for it:
+-- debounce's order within a second is the one to keep, the reloaded copy only knows the second
 for i = 4, #ARGV, 2 do
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  else
+    local reloaded = redis.call('HGET', KEYS[2], ARGV[i])
+    if reloaded and string.match(reloaded, '^%-?%d+|0|') then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
   end
 end
 local recorded = tonumber(redis.call('GET', KEYS[3]) or '0')
