@@ -62,6 +62,30 @@ def make_burst(
     )
 
 
+async def store_rows(database_url: str, who: ConversationRef, rows: list[dict[str, Any]]) -> None:
+    """Write a conversation's `messages` rows as persist would have, in the order given. Each row names its
+    `external_id`, `role`, `kind`, `text` and `sent_at`, and may name `received_at`."""
+    engine = make_engine(database_url)
+    async with engine.begin() as connection:
+        conversation_id = (
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
+                ),
+                {"i": who.instance, "u": who.user_id},
+            )
+        ).scalar_one()
+        for row in rows:
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at,"
+                    " received_at) VALUES (:c, :i, :external_id, :role, :kind, :text, :sent_at, :received_at)"
+                ),
+                {"received_at": None, **row, "c": conversation_id, "i": who.instance},
+            )
+    await engine.dispose()
+
+
 def llm_settings(
     rabbitmq_url: str, database_url: str, redis_url: str, prefix: str, ai: FakeOpenAI, **extra: Any
 ):
@@ -213,40 +237,21 @@ async def test_lost_redis_history_is_rehydrated_from_postgresql(
 ) -> None:
     who = conversation()
     burst = make_burst(who, 9, "e sábado abre?", at=600)
-    engine = make_engine(database_url)
-    async with engine.begin() as connection:
-        conversation_id = (
-            await connection.execute(
-                text(
-                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
-                ),
-                {"i": who.instance, "u": who.user_id},
-            )
-        ).scalar_one()
-        rows = [
-            ("w-1", "user", "text", "vocês abrem domingo?", 0),
-            ("w-2", "user", "audio", "e que horas fecha", 1),
-            ("r-1", "assistant", "text", "Domingo não abrimos.", 10),
-            ("o-1", "operator", "text", "Aqui é a Maria, posso ajudar.", 20),
-            (burst.items[0].message_id, "user", "text", "e sábado abre?", 600),  # persist got it first
-        ]
-        for external_id, role, kind, body, seconds in rows:
-            await connection.execute(
-                text(
-                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
-                    " VALUES (:c, :i, :e, :r, :k, :t, :s)"
-                ),
-                {
-                    "c": conversation_id,
-                    "i": who.instance,
-                    "e": external_id,
-                    "r": role,
-                    "k": kind,
-                    "t": body,
-                    "s": T0 + timedelta(seconds=seconds),
-                },
-            )
-    await engine.dispose()
+    rows = [
+        ("w-1", "user", "text", "vocês abrem domingo?", 0),
+        ("w-2", "user", "audio", "e que horas fecha", 1),
+        ("r-1", "assistant", "text", "Domingo não abrimos.", 10),
+        ("o-1", "operator", "text", "Aqui é a Maria, posso ajudar.", 20),
+        (burst.items[0].message_id, "user", "text", "e sábado abre?", 600),  # persist got it first
+    ]
+    await store_rows(
+        database_url,
+        who,
+        [
+            {"external_id": e, "role": r, "kind": k, "text": t, "sent_at": T0 + timedelta(seconds=at)}
+            for e, r, k, t, at in rows
+        ],
+    )
     keys = ConversationKeys(settings.redis_key_prefix, who)
     assert not await redis_client.exists(keys.history)
 
@@ -479,32 +484,20 @@ async def test_a_late_older_message_reaches_the_model_once_in_order_after_a_rehy
     who = conversation()
     m1_burst = make_burst(who, 1, "vocês entregam?", at=1)
     m0_burst = make_burst(who, 2, "boa noite", at=0)
-    engine = make_engine(database_url)
-    async with engine.begin() as connection:
-        conversation_id = (
-            await connection.execute(
-                text(
-                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
-                ),
-                {"i": who.instance, "u": who.user_id},
-            )
-        ).scalar_one()
-        for burst in (m0_burst, m1_burst):
-            item = burst.items[0]
-            await connection.execute(
-                text(
-                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at)"
-                    " VALUES (:c, :i, :e, 'user', 'text', :t, :s)"
-                ),
-                {
-                    "c": conversation_id,
-                    "i": who.instance,
-                    "e": item.message_id,
-                    "t": item.text,
-                    "s": item.sent_at,
-                },
-            )
-    await engine.dispose()
+    await store_rows(
+        database_url,
+        who,
+        [
+            {
+                "external_id": i.message_id,
+                "role": "user",
+                "kind": "text",
+                "text": i.text,
+                "sent_at": i.sent_at,
+            }
+            for i in (m0_burst.items[0], m1_burst.items[0])
+        ],
+    )
     await redis_client.set(ConversationKeys(settings.redis_key_prefix, who).inbound_seq, 2)
 
     async with running(settings):
@@ -530,33 +523,22 @@ async def test_messages_of_one_second_reloaded_from_postgresql_keep_the_bursts_o
     burst = said.model_copy(
         update={"items": tuple(item.model_copy(update={"sent_at": T0}) for item in said.items)}
     )
-    engine = make_engine(database_url)
-    async with engine.begin() as connection:
-        conversation_id = (
-            await connection.execute(
-                text(
-                    "INSERT INTO conversations (instance, user_id, chat_id) VALUES (:i, :u, :u) RETURNING id"
-                ),
-                {"i": who.instance, "u": who.user_id},
-            )
-        ).scalar_one()
-        for position in (2, 0, 1):  # rows written in no particular order
-            item = burst.items[position]
-            await connection.execute(
-                text(
-                    "INSERT INTO messages (conversation_id, instance, external_id, role, kind, text, sent_at,"
-                    " received_at) VALUES (:c, :i, :e, 'user', 'text', :t, :s, :r)"
-                ),
-                {
-                    "c": conversation_id,
-                    "i": who.instance,
-                    "e": item.message_id,
-                    "t": item.text,
-                    "s": item.sent_at,
-                    "r": T0 + timedelta(milliseconds=400 + 100 * position),
-                },
-            )
-    await engine.dispose()
+    received = T0 + timedelta(milliseconds=400)
+    await store_rows(
+        database_url,
+        who,
+        [  # rows written in no particular order
+            {
+                "external_id": burst.items[position].message_id,
+                "role": "user",
+                "kind": "text",
+                "text": burst.items[position].text,
+                "sent_at": T0,
+                "received_at": received + timedelta(milliseconds=100 * position),
+            }
+            for position in (2, 0, 1)
+        ],
+    )
 
     async with running(settings):
         await publish(publisher, burst)
