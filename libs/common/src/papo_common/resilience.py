@@ -178,8 +178,8 @@ return 0
 class RetrySafeLock(Lock):
     """redis-py's `Lock`, with an acquire that survives redis-py's own retry.
 
-    redis-py retries a command whose connection broke (by default 3 times), without knowing whether Redis
-    ran it. The `Lock`'s `SET NX` is not safe to repeat: when Redis set the key but the answer was lost
+    papo's clients send a command again when its connection broke (`papo_common.redis.make_redis`), not
+    knowing whether Redis ran it. The `Lock`'s `SET NX` is not safe to repeat: when Redis set the key but the answer was lost
     with the connection, the retry finds the key taken (by this very token), the acquire fails, and the
     lease stays held by nobody until its TTL ends, holding the conversation back that long. This acquire
     counts its own token as success, so a repeat answers what the first try did."""
