@@ -387,6 +387,19 @@ async def test_lost_history_is_reloaded_from_the_archive_and_seeded(
     assert len(archive.calls) == 1
 
 
+async def test_a_conversation_new_to_papo_is_read_from_the_archive_once(
+    redis: Redis, prefix, make_burst, make_item
+) -> None:
+    archive = MemoryArchive()  # nothing answered yet: Redis keeps no empty history, the recall must do
+    engine = ScriptedEngine()
+    turns, _ = taker(redis, prefix, engine, archive)
+
+    assert await turns.handle(make_burst(make_item("m1", "oi"), seq=1)) == "answered"
+
+    assert archive.calls == [{"exclude": [], "max_rows": 80}]
+    assert [m["content"] for m in engine.prompts[0][1:]] == ["oi"]
+
+
 # --- a human, keywords and sessions ---------------------------------------------------------------------------
 
 

@@ -209,6 +209,10 @@ class TurnTaker:
             state = await self._store.record(keys, burst.inbound_seq, said, previous_seq=previous)
             if state is None:
                 raise DependencyUnavailable("Redis lost the conversation while it was being reloaded")
+            if state.history is None:
+                # Redis keeps no empty list: a conversation with nothing answered yet has no history key.
+                # The recall just read it, without the pending messages; reading it again finds the same.
+                state = dataclasses.replace(state, history=list(recalled.turns))
         if state.history is None:
             recalled = await self._archive.recall(
                 burst.conversation,
