@@ -75,6 +75,27 @@ async def _broker(
     return broker, seen, attempts
 
 
+async def test_a_lease_set_a_moment_ago_is_not_renewed_and_one_older_is(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """`renew_if_older_than` spares the round trip while the lease is young; past that age it renews, and
+    finds out when the lease was lost (this process stalled past it and another holder took it)."""
+    key = f"{redis_prefix}:lease-age"
+    now = [100.0]
+    async with hold_lease(redis_client, key, lease_seconds=30, wait_seconds=0, clock=lambda: now[0]) as lease:
+        await redis_client.pexpire(key, 60_000)  # marks the lease: a renewal would set it back to 30 s
+        now[0] += 9.9
+        assert await lease.renew_if_older_than(10)
+        assert await redis_client.pttl(key) > 30_000, "a young lease is not renewed"
+        now[0] += 0.2
+        assert await lease.renew_if_older_than(10)
+        assert await redis_client.pttl(key) <= 30_000, "renewed once older than 10 s"
+        await redis_client.set(key, b"someone-else")
+        now[0] += 10
+        assert not await lease.renew_if_older_than(10)
+    assert await redis_client.get(key) == b"someone-else"
+
+
 async def test_an_outage_is_redelivered_with_backoff_without_burning_the_delivery_limit(
     rabbitmq_url: str,
 ) -> None:

@@ -61,6 +61,47 @@ async def test_a_reply_is_sent_and_recorded_under_the_service_prefix(
         assert 0 < await redis.ttl(key) <= SENT_TTL
 
 
+async def test_a_reply_takes_seven_redis_round_trips(
+    client: EvolutionClient,
+    ledger: DeliveryLedger,
+    pace: TypingPace,
+    policy: RetryPolicy,
+    redis: Redis,
+    redis_prefix: str,
+    make_reply: Callable[..., Reply],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pause and instance state in one read; the lease; the progress; the in-flight mark with the expected
+    text; the sent record with the id; the release; the settle. A lease just taken is not renewed before
+    the call."""
+    from typing import Any
+
+    from redis.asyncio.connection import AbstractConnection
+
+    from papo_common.own_sends import OwnSends
+
+    own_sends = OwnSends(redis, redis_prefix)
+    deliverer = ReplyDeliverer(
+        client, ledger, pace=pace, policy=policy, lock_ttl_seconds=5, own_sends=own_sends
+    )
+    await deliverer.handle(make_reply())  # loads the lease's scripts
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    reply = make_reply("Abrimos às 9h.")
+    assert await deliverer.handle(reply) is not None
+    assert sent == 7
+    monkeypatch.undo()
+    chat = reply.chat_id
+    assert await own_sends.is_own("acme", chat, (await ledger.sent_chunks(reply))[0].message_id, None)
+
+
 async def test_a_redelivered_reply_is_not_sent_again_and_reports_the_same_ids(
     deliverer: ReplyDeliverer, evolution: FakeEvolution, make_reply: Callable[..., Reply]
 ) -> None:
@@ -331,12 +372,12 @@ async def test_a_redis_blip_while_recording_a_sent_chunk_is_retried_and_the_chun
     record_sent = ledger.record_sent
     failures = 2
 
-    async def flaky(*args: object) -> None:
+    async def flaky(*args: object, **kwargs: object) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise RedisConnectionError("connection reset")
-        await record_sent(*args)  # type: ignore[arg-type]
+        await record_sent(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ledger, "record_sent", flaky)
     reply = make_reply()
@@ -353,7 +394,7 @@ async def test_a_sent_chunk_that_cannot_be_recorded_means_redelivery(
     make_reply: Callable[..., Reply],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def down(*args: object) -> None:
+    async def down(*args: object, **kwargs: object) -> None:
         raise RedisConnectionError("Redis is down")
 
     monkeypatch.setattr(ledger, "record_sent", down)

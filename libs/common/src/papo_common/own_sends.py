@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 EXPECTED_TEXT_TTL_SECONDS = 15 * 60
 
@@ -50,9 +51,13 @@ class OwnSends:
         """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's.
         Evidence of an earlier send of the same words is forgotten: from now on it can only be this one's."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
-            pipe.delete(self._evidence_key(instance, chat_jid, text))
+            self.expect_on(pipe, instance, chat_jid, text)
             await pipe.execute()
+
+    def expect_on(self, pipe: Pipeline, instance: str, chat_jid: str, text: str) -> None:
+        """`expect`, queued on the caller's transaction (deliver writes it with the chunk's in-flight mark)."""
+        pipe.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
+        pipe.delete(self._evidence_key(instance, chat_jid, text))
 
     async def sent_evidence(self, instance: str, chat_jid: str, text: str) -> str | None:
         """The message id of the expected `text`'s send, once its echo matched or its id was recorded; None
@@ -64,15 +69,21 @@ class OwnSends:
         expectation ends here: from now on only the id is papo's, so an operator who sends the same words
         later is still an operator."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
-            if text is not None:
-                pipe.delete(self._text_key(instance, chat_jid, text))
-                pipe.set(
-                    self._evidence_key(instance, chat_jid, text),
-                    message_id.encode(),
-                    ex=EXPECTED_TEXT_TTL_SECONDS,
-                )
+            self.record_on(pipe, instance, chat_jid, message_id, text=text)
             await pipe.execute()
+
+    def record_on(
+        self, pipe: Pipeline, instance: str, chat_jid: str, message_id: str, *, text: str | None = None
+    ) -> None:
+        """`record`, queued on the caller's transaction (deliver writes it with the chunk's sent record)."""
+        pipe.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
+        if text is not None:
+            pipe.delete(self._text_key(instance, chat_jid, text))
+            pipe.set(
+                self._evidence_key(instance, chat_jid, text),
+                message_id.encode(),
+                ex=EXPECTED_TEXT_TTL_SECONDS,
+            )
 
     async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
         """True when papo sent this message: its id was recorded, or its text was expected in this chat."""
@@ -95,7 +106,8 @@ class OwnSends:
         return True
 
 
-def _instance_state_key(prefix: str, instance: str) -> str:
+def instance_state_key(prefix: str, instance: str) -> str:
+    """Where ingest keeps the instance's last `connection.update` state."""
     return f"{prefix}:instance:{instance}:state"
 
 
@@ -105,14 +117,14 @@ def _instances_key(prefix: str) -> str:
 
 async def instance_state(redis: Redis, prefix: str, instance: str) -> str | None:
     """The instance's last `connection.update` state (`open`, `connecting`, `close`), or None if never seen."""
-    return _decoded(await redis.get(_instance_state_key(prefix, instance)))
+    return _decoded(await redis.get(instance_state_key(prefix, instance)))
 
 
 async def set_instance_state(redis: Redis, prefix: str, instance: str, state: str) -> str | None:
     """Written by ingest on each `connection.update`; deliver holds replies while it reads `close`. Returns the
     state it replaced."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(_instance_state_key(prefix, instance), state.encode(), get=True)
+        pipe.set(instance_state_key(prefix, instance), state.encode(), get=True)
         pipe.sadd(_instances_key(prefix), instance)
         previous, _ = await pipe.execute()
     return _decoded(previous)
@@ -123,7 +135,7 @@ async def instance_states(redis: Redis, prefix: str) -> dict[str, str]:
     names = sorted(_decoded(n) or "" for n in await redis.smembers(_instances_key(prefix)))
     if not names:
         return {}
-    values = await redis.mget([_instance_state_key(prefix, name) for name in names])
+    values = await redis.mget([instance_state_key(prefix, name) for name in names])
     return {name: state for name, raw in zip(names, values, strict=True) if (state := _decoded(raw))}
 
 

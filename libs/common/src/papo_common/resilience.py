@@ -198,10 +198,25 @@ class RetrySafeLock(Lock):
 class Lease:
     """A held lease: redis-py's token-checked `Lock`, renewed in the background while held."""
 
-    def __init__(self, lock: Lock, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        lock: Lock,
+        lease_seconds: float,
+        *,
+        set_at: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = lock
         self._lease_seconds = lease_seconds
         self._lost = False
+        self._clock = clock
+        self._set_at = clock() if set_at is None else set_at
+        """When the lease was last set to its full length, by this process's monotonic clock, taken before the
+        command was sent: Redis expires it no earlier than `lease_seconds` after that."""
+
+    @property
+    def seconds(self) -> float:
+        return self._lease_seconds
 
     @property
     def name(self) -> str:
@@ -227,11 +242,21 @@ class Lease:
 
     async def renew(self) -> bool:
         """Reset the lease to its full length; False (and lost for good) when it is no longer ours."""
+        asked_at = self._clock()
         try:
             await self._lock.extend(self._lease_seconds, replace_ttl=True)
         except redis.exceptions.LockNotOwnedError:
             self._lost = True
+        if not self._lost:
+            self._set_at = asked_at
         return not self._lost
+
+    async def renew_if_older_than(self, seconds: float) -> bool:
+        """`renew`, unless the lease was set less than `seconds` ago: then it has at least `lease - seconds`
+        left and is still ours (only its holder's token can set it), and no round trip is needed."""
+        if not self._lost and self._clock() - self._set_at < seconds:
+            return True
+        return await self.renew()
 
     async def keep_alive(self) -> None:
         """Renew every third of the lease until cancelled; a Redis hiccup is retried on the next beat."""
@@ -261,9 +286,11 @@ async def hold_lease(
     lease_seconds: float,
     wait_seconds: float,
     poll_seconds: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Lease]:
     """Hold the lease `key` for the block: wait up to `wait_seconds` for it (else `LeaseBusy`), renew it
-    while held, release it after, whatever happens. Only the holder's token can renew or release it."""
+    while held, release it after, whatever happens. Only the holder's token can renew or release it.
+    `clock` (monotonic seconds) dates the lease for `Lease.renew_if_older_than`."""
     lock = RetrySafeLock(
         redis_client,
         key,
@@ -272,9 +299,10 @@ async def hold_lease(
         blocking_timeout=wait_seconds,
         thread_local=False,
     )
+    asked_at = clock()
     if not await lock.acquire():
         raise LeaseBusy("the lease stayed held by another holder")
-    lease = Lease(lock, lease_seconds)
+    lease = Lease(lock, lease_seconds, set_at=asked_at, clock=clock)
     keeper = asyncio.create_task(lease.keep_alive())
     try:
         yield lease

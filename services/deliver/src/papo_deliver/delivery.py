@@ -22,6 +22,7 @@ instead of failing against a closed WhatsApp session.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -32,16 +33,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from papo_common.contracts import Reply, ReplySent, utcnow
-from papo_common.control import paused_reason
 from papo_common.errors import DependencyUnavailable, PermanentError
 from papo_common.evolution import EvolutionClient, RetryPolicy, SentMessage, evolution_number
 from papo_common.metrics import REPLIES
-from papo_common.own_sends import OwnSends, instance_state
+from papo_common.own_sends import OwnSends
 from papo_common.privacy import conversation_ref
 from papo_common.resilience import retry_transient
 from papo_deliver.chunking import split_reply
 from papo_deliver.courtesy import Courtesies
-from papo_deliver.ledger import DeliveryLedger, ReplyLock, SentChunk
+from papo_deliver.ledger import DeliveryLedger, Queue, ReplyLock, SentChunk
 from papo_deliver.send_slots import SendSlots
 from papo_deliver.sending import UNSPACED, Chat, TypingPace, send_texts
 
@@ -120,15 +120,15 @@ class ReplyDeliverer:
         the `ReplySent` to publish once every chunk is out. Raises `InstanceDisconnected` while the
         instance is known to be closed, and what `deliver` raises."""
         instance = reply.conversation.instance
-        redis, prefix = self._ledger.redis, self._ledger.prefix
-        if reply.kind == "answer" and await paused_reason(redis, prefix, reply.conversation):
+        paused, instance_state = await self._ledger.standing(reply)
+        if reply.kind == "answer" and paused:
             # A human took over while the answer was being written: theirs is the answer now. Notices
             # ("a human will answer you") still go out.
             REPLIES.labels(instance=instance, outcome="withheld").inc()
             logger.info("reply withheld: the bot is paused", extra={"reply_id": reply.reply_id})
             await self._ledger.settle(reply, "withheld")
             return None
-        if await instance_state(redis, prefix, instance) == "close":
+        if instance_state == "close":
             REPLIES.labels(instance=instance, outcome="held").inc()
             raise InstanceDisconnected(f"instance {instance!r} is disconnected from WhatsApp")
         await self._wait_for_predecessor(reply)
@@ -167,12 +167,40 @@ class ReplyDeliverer:
             texts, sent = progress.texts, progress.sent
             already_sent = all(index in sent for index in range(len(texts)))
 
+            own_sends = self._own_sends
+            chat_jid = chat.jid or chat.number
+
             async def record(index: int, message: SentMessage) -> None:
+                # With the chunk's record, in its transaction: from now on only the id is papo's, so an operator
+                # who sends the same words later is still an operator.
+                also = None
+                if own_sends is not None:
+                    also = functools.partial(
+                        own_sends.record_on,
+                        instance=chat.instance,
+                        chat_jid=chat_jid,
+                        message_id=message.message_id,
+                        text=texts[index],
+                    )
                 sent[index] = SentChunk(message.message_id, utcnow())
-                await self._record(reply, index, sent[index])
+                await self._record(reply, index, sent[index], also=also)
 
             async def mark_in_flight(index: int) -> None:
-                await self._ledger.mark_in_flight(reply, index, utcnow())
+                # With the mark, in its transaction: Evolution may emit `send.message` before `sendText`
+                # answers, and that echo must be known as papo's.
+                also = None
+                if own_sends is not None:
+                    also = functools.partial(
+                        own_sends.expect_on, instance=chat.instance, chat_jid=chat_jid, text=texts[index]
+                    )
+                await self._ledger.mark_in_flight(reply, index, utcnow(), also=also)
+
+            async def echo_evidence(text: str) -> str | None:
+                return (
+                    None
+                    if own_sends is None
+                    else await own_sends.sent_evidence(chat.instance, chat_jid, text)
+                )
 
             async def clear_in_flight(index: int) -> None:
                 # A redelivery must not wait for the echo of a send Evolution refused: none can come.
@@ -192,7 +220,7 @@ class ReplyDeliverer:
 
             if not already_sent:
                 if self._mark_read and 0 not in sent:  # read once, before the first chunk
-                    await lock.renew()
+                    await lock.renew_before_call()
                     await self._courtesies.mark_read(chat.instance, reply.chat_id, reply.in_reply_to)
                 await send_texts(
                     self._client,
@@ -204,11 +232,11 @@ class ReplyDeliverer:
                     on_sending=mark_in_flight,
                     on_not_sent=clear_in_flight,
                     already_sent=set(sent),
-                    before_each_call=lock.renew,
+                    before_each_call=lock.renew_before_call,
                     slots=self._slots,
                     renew_every_seconds=self._lock_ttl_seconds / 3,
                     courtesies=self._courtesies,
-                    own_sends=self._own_sends,
+                    evidence=echo_evidence,
                 )
         chunks = [sent[index] for index in range(len(texts))]
         return DeliveryOutcome(
@@ -250,7 +278,7 @@ class ReplyDeliverer:
             await asyncio.sleep(_EVIDENCE_POLL_SECONDS)
         return evidence
 
-    async def _record(self, reply: Reply, index: int, chunk: SentChunk) -> None:
+    async def _record(self, reply: Reply, index: int, chunk: SentChunk, *, also: Queue | None = None) -> None:
         # The message is out: losing this record would send it again on redelivery, so a Redis hiccup here
         # is worth a few quick retries before giving up.
         retrying = retry_transient(
@@ -261,7 +289,7 @@ class ReplyDeliverer:
             what="recording a sent chunk",
         )
         try:
-            await retrying(self._ledger.record_sent, reply, index, chunk)
+            await retrying(self._ledger.record_sent, reply, index, chunk, also=also)
         except DependencyUnavailable:
             logger.error(
                 "sent, but could not record it: a redelivery will send it again",

@@ -13,8 +13,8 @@ Per reply, in the conversation's key space (`{prefix}:conv:{<instance>:<user>}:d
   since `…:waiting-since` (the predecessor is then abandoned);
 - `…:lock`, papo's one lease primitive (`papo_common.resilience.hold_lease`, redis-py's token-checked
   `Lock`), held while the reply is being sent, so two replicas handed the same reply (a redelivery racing a
-  slow first delivery, or a duplicate publish) never both send. It is renewed (before every call to
-  Evolution, and every third of its lease in the background) and released only by its holder, so a short
+  slow first delivery, or a duplicate publish) never both send. It is renewed (before a call to
+  Evolution when less than two thirds of it are left, and every third of its lease in the background) and released only by its holder, so a short
   lease frees in seconds when its holder is killed.
 """
 
@@ -22,18 +22,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from papo_common.contracts import Reply
+from papo_common.own_sends import instance_state_key
 from papo_common.redis import ConversationKeys
 from papo_common.resilience import Lease, LeaseBusy, LeaseLost, hold_lease
 
 _POLL_SECONDS = 0.1
+
+Queue = Callable[[Pipeline], None]
+"""Queues commands on a transaction that is about to run."""
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,10 @@ class Progress:
     """Chunks whose `sendText` was started, whether or not they were recorded as sent."""
 
 
+def _text(raw: object) -> str | None:
+    return raw.decode() if isinstance(raw, bytes) else None if raw is None else str(raw)
+
+
 def _sent_chunks(raw: Mapping[Any, Any]) -> dict[int, SentChunk]:
     chunks = {}
     for index, value in raw.items():
@@ -78,17 +87,19 @@ class DeliveryLedger:
         self._prefix = prefix
         self._sent_ttl_seconds = sent_ttl_seconds
 
-    @property
-    def redis(self) -> Redis:
-        return self._redis
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
-
     def _key(self, reply: Reply, suffix: str, reply_id: str | None = None) -> str:
         reply_id = reply.reply_id if reply_id is None else reply_id
         return ConversationKeys(self._prefix, reply.conversation).scoped(f"deliver:{reply_id}:{suffix}")
+
+    async def standing(self, reply: Reply) -> tuple[str | None, str | None]:
+        """Why the bot is paused in the reply's conversation (None when it is not), and its instance's last
+        known state (`papo_common.own_sends.instance_state`), in one round trip."""
+        conversation = reply.conversation
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(ConversationKeys(self._prefix, conversation).paused)
+            pipe.get(instance_state_key(self._prefix, conversation.instance))
+            paused, state = await pipe.execute()
+        return _text(paused), _text(state)
 
     async def settle(self, reply: Reply, how: str) -> None:
         """Remember that `reply` is done with (`sent`, `withheld`, `dead-lettered`): the next may go."""
@@ -125,21 +136,31 @@ class DeliveryLedger:
         """The chunks of `reply` that Evolution already accepted, by index."""
         return _sent_chunks(await self._redis.hgetall(self._key(reply, "sent")))
 
-    async def record_sent(self, reply: Reply, index: int, chunk: SentChunk) -> None:
-        """Remember that chunk `index` of `reply` was sent as `chunk.message_id`."""
+    async def record_sent(
+        self, reply: Reply, index: int, chunk: SentChunk, *, also: Queue | None = None
+    ) -> None:
+        """Remember that chunk `index` of `reply` was sent as `chunk.message_id`; `also` queues more writes on
+        the same transaction (one round trip)."""
         key = self._key(reply, "sent")
         value = json.dumps({"id": chunk.message_id, "at": chunk.sent_at.isoformat()})
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(index), value)
             pipe.expire(key, self._sent_ttl_seconds)
+            if also is not None:
+                also(pipe)
             await pipe.execute()
 
-    async def mark_in_flight(self, reply: Reply, index: int, at: datetime) -> None:
-        """Remember, before its `sendText`, that chunk `index` of `reply` may be sent from now on."""
+    async def mark_in_flight(
+        self, reply: Reply, index: int, at: datetime, *, also: Queue | None = None
+    ) -> None:
+        """Remember, before its `sendText`, that chunk `index` of `reply` may be sent from now on; `also`
+        queues more writes on the same transaction (one round trip)."""
         key = self._key(reply, "in-flight")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, str(index), at.isoformat())
             pipe.expire(key, self._sent_ttl_seconds)
+            if also is not None:
+                also(pipe)
             await pipe.execute()
 
     async def clear_in_flight(self, reply: Reply, index: int) -> None:
@@ -172,8 +193,15 @@ class ReplyLock:
         return self
 
     async def renew(self) -> None:
-        """Extend the lease before a call to Evolution; raises `LockLost` when it is no longer ours."""
+        """Extend the lease; raises `LockLost` when it is no longer ours."""
         if self._lease is None or not await self._lease.renew():
+            raise LockLost(f"the delivery lock {self._key} expired while sending")
+
+    async def renew_before_call(self) -> None:
+        """Before a call to Evolution: make sure at least two thirds of the lease are left, renewing it only
+        when less are (a lease set a moment ago needs no round trip); raises `LockLost` when it is no longer
+        ours, for example because this process stalled past it."""
+        if self._lease is None or not await self._lease.renew_if_older_than(self._lease.seconds / 3):
             raise LockLost(f"the delivery lock {self._key} expired while sending")
 
     async def __aexit__(self, *exc_info: Any) -> None:

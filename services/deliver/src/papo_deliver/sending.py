@@ -10,12 +10,9 @@ durable by `on_sent` before the next one starts, so a retry resumes at the first
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
-
-from redis.exceptions import RedisError
 
 from papo_common.evolution import (
     EvolutionClient,
@@ -25,15 +22,13 @@ from papo_common.evolution import (
     SentMessage,
     call_with_retries,
 )
-from papo_common.own_sends import OwnSends
 from papo_deliver.courtesy import Courtesies
 from papo_deliver.send_slots import SendSlots, sleep_until
-
-logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 OnSent = Callable[[int, SentMessage], Awaitable[None]]
 OnSending = Callable[[int], Awaitable[None]]
+Evidence = Callable[[str], Awaitable[str | None]]
 
 UNSPACED = SendSlots(None, "", interval_ms=0)
 """Sends go out as soon as their typing is done, however close to other sends."""
@@ -84,7 +79,7 @@ async def send_texts(
     slots: SendSlots = UNSPACED,
     renew_every_seconds: float = 10.0,
     courtesies: Courtesies | None = None,
-    own_sends: OwnSends | None = None,
+    evidence: Evidence | None = None,
 ) -> None:
     """Send each text not in `already_sent`, in order; `on_sending(index)` runs right before each `sendText`
     call (the caller marks the chunk in flight there), `on_not_sent(index)` after a call Evolution refused
@@ -93,11 +88,10 @@ async def send_texts(
     `renew_every_seconds` of waiting (the caller renews its lock there). Without `courtesies` no typing
     indicator is shown: Evolution types for the typing time itself.
 
-    With `own_sends`, each text is expected in the chat before its `sendText` (Evolution emits `send.message`
-    before it answers) and its id recorded right after `on_sent`, so papo's own echo is never taken for a human; a
-    retry after a failed call first looks for the evidence the echo left, so a send that went out though its
-    answer was lost is not sent again."""
-    chat_jid = chat.jid or chat.number
+    With `evidence` (the message id papo's own echo left for a text, `OwnSends.sent_evidence`), a retry after a
+    failed call first looks for it, so a send that went out though its answer was lost is not sent again. The
+    caller writes what makes that evidence in its hooks: the text expected before the call (`on_sending`),
+    its id after it (`on_sent`)."""
 
     async def wait_until(deadline: float) -> None:
         await sleep_until(deadline, renew=before_each_call, renew_every_seconds=renew_every_seconds)
@@ -124,15 +118,11 @@ async def send_texts(
             if typed:
                 await wait_until(target)
             await before_each_call()
-            if own_sends is not None and attempts > 1:
-                evidence = await own_sends.sent_evidence(chat.instance, chat_jid, text)
-                if evidence is not None:
-                    return SentMessage(evidence, None, None)
+            if evidence is not None and attempts > 1 and (sent_as := await evidence(text)) is not None:
+                return SentMessage(sent_as, None, None)
             # Without a typing indicator shown, Evolution types until the slot itself.
             delay_ms = await _claim_turn(slots, chat.instance, None if typed else target, wait_until)
             await on_sending(index)
-            if own_sends is not None:
-                await own_sends.expect(chat.instance, chat_jid, text)
             try:
                 return await client.send_text(chat.instance, chat.number, text, delay_ms=delay_ms)
             except EvolutionError as error:
@@ -141,14 +131,7 @@ async def send_texts(
                 raise
 
         message = await call_with_retries(send, policy, what=f"sendText chunk {index}")
-        # The ledger first: it is what keeps the chunk from being sent again. A Redis blip on the id's record
-        # afterwards only costs the quick match by id; the expected text still matches the echo.
         await on_sent(index, message)
-        if own_sends is not None:
-            try:
-                await own_sends.record(chat.instance, chat_jid, message.message_id, text=text)
-            except RedisError as error:
-                logger.warning("could not record an own send's id", extra={"error": type(error).__name__})
 
 
 def definitely_not_sent(error: EvolutionError) -> bool:
