@@ -214,6 +214,38 @@ async def test_one_redis_round_trip_per_webhook(
     assert await redis.get(f"{prefix}:ingest:seen:loja-centro:3EB0NEXT") == PUBLISHED
 
 
+async def test_papos_own_echo_is_recognised_in_one_round_trip(
+    redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id, then the expected text under every JID the chat goes by, are looked up in one script (it took
+    one round trip each before)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from papo_common.own_sends import OwnSends
+    from papo_ingest.senders import Senders
+
+    own = OwnSends(redis, prefix)
+    echo = fixture("send_message")
+    text = echo["data"]["message"]["conversation"]
+    await own.expect(echo["instance"], echo["data"]["key"]["remoteJid"], text)
+    intake = make_intake(redis, prefix, FakeBroker(), senders=Senders(prefix, own))
+    await own.is_own("warm-up", "5511900000000@s.whatsapp.net", "3EB0WARM", None)  # loads the script
+    await intake.receive(fixture("text_conversation") | {"instance": "warm-up"})
+    await intake._seen.flush()
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    outcome = await intake.receive(echo)
+    assert (outcome.status, outcome.reason) == ("ignored", "own_send")
+    assert sent == 3, "the claim, the own-send lookup, the claim's release"
+
+
 async def test_papos_own_echo_is_recognised_while_the_broker_is_away(redis: Redis, prefix: str) -> None:
     """deliver, killed mid-send, reads the echo's evidence to confirm its chunk: the echo must not wait for
     the broker, which it does not need."""

@@ -12,11 +12,30 @@ killed mid-send), and confirms the chunk instead of sending it again: Evolution 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 EXPECTED_TEXT_TTL_SECONDS = 15 * 60
+
+
+# KEYS: id, then (expected text, evidence) per chat. ARGV: id ttl, evidence ttl, message id.
+# One expected text matches one echo (GETDEL): a second message with the same words is not papo's. Later
+# echoes of the same message (send.message, then a linked device's upsert) match by id; the evidence tells a
+# deliver killed mid-send that this text went out.
+_IS_OWN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+for i = 2, #KEYS, 2 do
+  if redis.call('GETDEL', KEYS[i]) then
+    redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+    redis.call('SET', KEYS[i + 1], ARGV[3], 'EX', ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
 
 
 def _chat(chat_jid: str) -> str:
@@ -36,6 +55,7 @@ class OwnSends:
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_seconds
+        self._is_own: Any = redis.register_script(_IS_OWN)
 
     def _id_key(self, instance: str, message_id: str) -> str:
         # WhatsApp ids are unique per instance: an echo matches whichever spelling of the chat it carries
@@ -87,23 +107,19 @@ class OwnSends:
 
     async def is_own(self, instance: str, chat_jid: str, message_id: str, text: str | None) -> bool:
         """True when papo sent this message: its id was recorded, or its text was expected in this chat."""
-        id_key = self._id_key(instance, message_id)
-        if await self._redis.exists(id_key):
-            return True
-        # One expected text matches one echo (GETDEL): a second message with the same words is not papo's.
-        if text is None or await self._redis.getdel(self._text_key(instance, chat_jid, text)) is None:
-            return False
-        # Later echoes of the same message (send.message, then a linked device's upsert) match by id; the
-        # evidence tells a deliver killed mid-send that this text went out.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(id_key, b"1", ex=self._ttl)
-            pipe.set(
-                self._evidence_key(instance, chat_jid, text),
-                message_id.encode(),
-                ex=EXPECTED_TEXT_TTL_SECONDS,
-            )
-            await pipe.execute()
-        return True
+        return await self.is_own_in(instance, (chat_jid,), message_id, text)
+
+    async def is_own_in(
+        self, instance: str, chat_jids: Iterable[str], message_id: str, text: str | None
+    ) -> bool:
+        """`is_own` for a message whose chat goes by several JIDs (a phone number and a LID), in one round
+        trip: its id was recorded, or its text was expected under any of them."""
+        keys = [self._id_key(instance, message_id)]
+        if text is not None:
+            for chat in dict.fromkeys(_chat(jid) for jid in chat_jids):
+                keys += [self._text_key(instance, chat, text), self._evidence_key(instance, chat, text)]
+        own = await self._is_own(keys=keys, args=[self._ttl, EXPECTED_TEXT_TTL_SECONDS, message_id.encode()])
+        return bool(own)
 
 
 def instance_state_key(prefix: str, instance: str) -> str:

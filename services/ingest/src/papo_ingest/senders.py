@@ -61,12 +61,10 @@ class Senders:
         """Whether a message from the business's side is papo's own echo."""
         if not message.from_me:
             return False
-        instance = message.conversation.instance
-        chats = dict.fromkeys((message.chat_id, message.conversation.user_id, *message.aliases))
-        for chat in chats:
-            if await self._own_sends.is_own(instance, chat, message.message_id, message.text):
-                return True
-        return False
+        chats = (message.chat_id, message.conversation.user_id, *message.aliases)
+        return await self._own_sends.is_own_in(
+            message.conversation.instance, chats, message.message_id, message.text
+        )
 
 
 class PersonLookup:
