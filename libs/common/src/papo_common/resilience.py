@@ -287,11 +287,13 @@ async def hold_lease(
     wait_seconds: float,
     poll_seconds: float = 0.05,
     clock: Callable[[], float] = time.monotonic,
+    lock_class: Callable[..., RetrySafeLock] = RetrySafeLock,
 ) -> AsyncIterator[Lease]:
     """Hold the lease `key` for the block: wait up to `wait_seconds` for it (else `LeaseBusy`), renew it
     while held, release it after, whatever happens. Only the holder's token can renew or release it.
-    `clock` (monotonic seconds) dates the lease for `Lease.renew_if_older_than`."""
-    lock = RetrySafeLock(
+    `clock` (monotonic seconds) dates the lease for `Lease.renew_if_older_than`; `lock_class` makes the lock,
+    with redis-py `Lock`'s arguments (a subclass may take the lease on conditions of its own)."""
+    lock = lock_class(
         redis_client,
         key,
         timeout=lease_seconds,

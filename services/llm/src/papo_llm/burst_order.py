@@ -7,12 +7,12 @@ win and be answered before the older one's messages are even recorded. So before
 burst registers in the conversation's waiting room (`…:llm:waiting`, a sorted set scored by the burst's
 `inbound_seq`, with a deadline per entry, on any replica) and tries for the lease only while no older burst
 is waiting. The older one leaves the room once it holds the lease; a waiter that died is forgotten at its
-deadline, which each poll pushes back.
+deadline, which each poll pushes back. Each try is one script: take the lease if it is free and no older
+burst waits, else enter (or stay in) the room, so a burst that meets no contention takes it in one round trip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from papo_common.contracts import Burst
 from papo_common.redis import ConversationKeys
-from papo_common.resilience import Lease, LeaseBusy, hold_lease
+from papo_common.resilience import Lease, RetrySafeLock, hold_lease
 
 WAITING_SUFFIX = "llm:waiting"
 _DEADLINES_SUFFIX = "llm:waiting-until"
@@ -30,27 +30,37 @@ _POLL_SECONDS = 0.05
 _ENTRY_SECONDS = 10.0
 """How long an entry outlives its last poll: a waiter that died holds the others back this long at most."""
 
-# KEYS: waiting deadlines   ARGV: burst_id seq entry_ms
-# Registers (or refreshes) this burst, forgets entries past their deadline, and answers how many older bursts
-# are still waiting. Redis's own clock, so replicas with drifting clocks agree.
-_WAIT = """
+# KEYS: lease waiting deadlines   ARGV: token lease_ms burst_id seq entry_ms defer
+# Takes the lease when it is free and (while `defer` is '1') no older burst waits for it, leaving the room in
+# the same step; else registers (or refreshes) this burst in the room, forgetting entries past their deadline.
+# Redis's own clock, so replicas with drifting clocks agree. A repeat (redis-py sends a command again when its
+# connection broke) finds its own token and answers as the first run did.
+_TAKE_OLDEST_FIRST = """
+local function leave()
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('HDEL', KEYS[3], ARGV[3])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then leave() return 1 end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], now + tonumber(ARGV[3]))
 local older = 0
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])) do
-  local deadline = tonumber(redis.call('HGET', KEYS[2], member) or '0')
-  if deadline < now then
-    redis.call('ZREM', KEYS[1], member)
-    redis.call('HDEL', KEYS[2], member)
-  else
-    older = older + 1
+if ARGV[6] == '1' then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])) do
+    local deadline = tonumber(redis.call('HGET', KEYS[3], member) or '0')
+    if deadline < now then
+      redis.call('ZREM', KEYS[2], member)
+      redis.call('HDEL', KEYS[3], member)
+    else
+      older = older + 1
+    end
   end
 end
-redis.call('PEXPIRE', KEYS[1], 60000)
+if older == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then leave() return 1 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], now + tonumber(ARGV[5]))
 redis.call('PEXPIRE', KEYS[2], 60000)
-return older
+redis.call('PEXPIRE', KEYS[3], 60000)
+return 0
 """
 
 
@@ -58,7 +68,7 @@ class BurstOrder:
     def __init__(self, redis: Redis, *, wait_seconds: float) -> None:
         self._redis = redis
         self._wait_seconds = wait_seconds
-        self._wait: Any = redis.register_script(_WAIT)
+        self._take: Any = redis.register_script(_TAKE_OLDEST_FIRST)
 
     @contextlib.asynccontextmanager
     async def lease(
@@ -66,53 +76,80 @@ class BurstOrder:
     ) -> AsyncIterator[Lease]:
         """Hold the conversation's turn lease for the block, taking it only while no older burst waits for it.
         After `wait_seconds` the burst stops deferring (an older burst that never comes must not hold the
-        conversation) and, if the lease is still taken, `LeaseBusy` hands it back for redelivery."""
-        place = _Place(self._redis, keys, burst)
-        deadline = time.monotonic() + self._wait_seconds
+        conversation) and, if the lease is still taken, `LeaseBusy` hands it back for redelivery. A burst
+        that finds the lease free and no older one waiting takes it in one round trip."""
+        locks: list[_OldestFirstLock] = []
+
+        def oldest_first(*args: Any, **options: Any) -> _OldestFirstLock:
+            lock = _OldestFirstLock(
+                *args,
+                take=self._take,
+                room=(keys.scoped(WAITING_SUFFIX), keys.scoped(_DEADLINES_SUFFIX)),
+                burst=burst,
+                defer_until=time.monotonic() + self._wait_seconds,
+                **options,
+            )
+            locks.append(lock)
+            return lock
+
         try:
-            async with contextlib.AsyncExitStack() as held:
-                while True:
-                    late = time.monotonic() >= deadline
-                    if late or not await self._older_waiting(keys, burst):
-                        try:
-                            lease = await held.enter_async_context(
-                                hold_lease(
-                                    self._redis, keys.turn_lock, lease_seconds=lease_seconds, wait_seconds=0
-                                )
-                            )
-                            break
-                        except LeaseBusy:
-                            if late:
-                                raise
-                    await asyncio.sleep(_POLL_SECONDS)  # other replicas' bursts: Redis is all they share
-                await place.leave()  # the lease is ours: newer bursts may queue on it now
+            async with hold_lease(
+                self._redis,
+                keys.turn_lock,
+                lease_seconds=lease_seconds,
+                # past the deferring, a few more tries that no older burst holds back
+                wait_seconds=self._wait_seconds + 2 * _POLL_SECONDS,
+                poll_seconds=_POLL_SECONDS,  # other replicas' bursts: Redis is all they share
+                lock_class=oldest_first,
+            ) as lease:
                 yield lease
         finally:
-            await place.leave()
+            if not locks or locks[0].waiting:  # given up (or failed) while in the room: leave it
+                await _leave(self._redis, keys, burst)
 
-    async def _older_waiting(self, keys: ConversationKeys, burst: Burst) -> bool:
-        older = await self._wait(
-            keys=[keys.scoped(WAITING_SUFFIX), keys.scoped(_DEADLINES_SUFFIX)],
-            args=[burst.burst_id, burst.inbound_seq, int(_ENTRY_SECONDS * 1000)],
+
+class _OldestFirstLock(RetrySafeLock):
+    """The turn lease's lock: each try takes it only while no older burst is in the waiting room, and
+    otherwise enters (or stays in) the room."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        *,
+        take: Any,
+        room: tuple[str, str],
+        burst: Burst,
+        defer_until: float,
+        **options: Any,
+    ) -> None:
+        super().__init__(redis, name, **options)
+        self._take = take
+        self._room = room
+        self._burst = burst
+        self._defer_until = defer_until
+        self.waiting = False
+        """Whether the last try left this burst in the waiting room."""
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        defer = time.monotonic() < self._defer_until
+        took = await self._take(
+            keys=[self.name, *self._room],
+            args=[
+                token,
+                int((self.timeout or 0) * 1000),
+                self._burst.burst_id,
+                self._burst.inbound_seq,
+                int(_ENTRY_SECONDS * 1000),
+                "1" if defer else "0",
+            ],
         )
-        return int(older) > 0
+        self.waiting = not took
+        return bool(took)
 
 
-class _Place:
-    """A burst's entry in the waiting room."""
-
-    def __init__(self, redis: Redis, keys: ConversationKeys, burst: Burst) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._burst_id = burst.burst_id
-        self._left = False
-
-    async def leave(self) -> None:
-        """Leave the room (once): the burst holds the lease, or is done."""
-        if self._left:
-            return
-        self._left = True
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self._keys.scoped(WAITING_SUFFIX), self._burst_id)
-            pipe.hdel(self._keys.scoped(_DEADLINES_SUFFIX), self._burst_id)
-            await pipe.execute()
+async def _leave(redis: Redis, keys: ConversationKeys, burst: Burst) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.scoped(WAITING_SUFFIX), burst.burst_id)
+        pipe.hdel(keys.scoped(_DEADLINES_SUFFIX), burst.burst_id)
+        await pipe.execute()
