@@ -400,6 +400,38 @@ async def test_a_conversation_new_to_papo_is_read_from_the_archive_once(
     assert [m["content"] for m in engine.prompts[0][1:]] == ["oi"]
 
 
+async def test_a_turn_takes_seven_redis_round_trips_and_a_new_conversation_two_more(
+    redis: Redis, prefix, make_burst, make_item, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease; the record, which reads the outbox; debounce's counter with the lease after the model; the
+    settle beside the session's touch; the outbox emptied; the release. A conversation Redis does not know
+    is recorded, seeded and recorded again."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from papo_common.contracts import ConversationRef
+
+    turns, published = taker(redis, prefix, ScriptedEngine())
+    assert await turns.handle(make_burst(make_item("m1", "oi"), seq=1)) == "answered"  # loads the scripts
+    sent = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    assert await turns.handle(make_burst(make_item("m2", "tudo bem?", seconds=30), seq=2)) == "answered"
+    assert sent == 7
+    sent = 0
+    someone_new = ConversationRef(instance="loja", user_id="5511900000001@s.whatsapp.net")
+    assert (
+        await turns.handle(make_burst(make_item("n1", "oi"), seq=1, conversation=someone_new)) == "answered"
+    )
+    assert sent == 9
+    assert len(published) == 3
+
+
 # --- a human, keywords and sessions ---------------------------------------------------------------------------
 
 

@@ -30,10 +30,11 @@ SEEN_SUFFIX = "seen"
 _SENTINEL = ""
 """A member that keeps the `seen` set in existence once it was seeded, even before any message."""
 
-# KEYS: seen pending answered_seq inbound_seq paused history bursts.
+# KEYS: seen pending answered_seq inbound_seq paused history bursts outbox.
 # ARGV: ttl ms, burst seq, previous burst seq or '', then (id, value)...
 # Returns {0} when `seen` is missing (Redis lost the state: reload it first); else
-# {1, answered_seq, inbound_seq, paused, history exists, previous recorded, history..., '', pending flat...}.
+# {1, answered_seq, inbound_seq, paused, history exists, previous recorded, outbox or '', history..., '',
+#  pending flat...}.
 _RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local ttl = tonumber(ARGV[1])
@@ -61,7 +62,7 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 local has_history = redis.call('PEXPIRE', KEYS[6], ttl)
 local reply = {1, recorded, tonumber(redis.call('GET', KEYS[4]) or '0'), redis.call('EXISTS', KEYS[5]), has_history,
-               previous_recorded}
+               previous_recorded, redis.call('GET', KEYS[8]) or ''}
 for _, turn in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do table.insert(reply, turn) end
 table.insert(reply, '')
 for _, field in ipairs(redis.call('HGETALL', KEYS[2])) do table.insert(reply, field) end
@@ -139,6 +140,8 @@ class TurnState:
     """Every message not answered yet, in the order it was sent."""
     previous_recorded: bool = True
     """Whether the burst cut before this one (`Burst.previous_inbound_seq`) has been recorded already."""
+    outbox: bytes | None = None
+    """The conversation's outbox (`OUTBOX_SUFFIX`) as the turn found it."""
 
 
 def encode_turn(turn: Turn) -> str:
@@ -188,21 +191,23 @@ class HistoryStore:
                 keys.paused,
                 keys.history,
                 keys.scoped(BURSTS_SUFFIX),
+                keys.scoped(OUTBOX_SUFFIX),
             ],
             args=[self._ttl_ms, seq, "" if previous_seq is None else previous_seq, *_flat(messages)],
         )
         if not reply[0]:
             return None
         recorded, inbound, paused, has_history, previous_recorded = (int(value) for value in reply[1:6])
-        split = reply.index(b"", 6)
+        split = reply.index(b"", 7)
         pending = reply[split + 1 :]
         return TurnState(
             recorded_seq=recorded,
             inbound_seq=inbound,
             paused=bool(paused),
-            history=[decode_turn(raw) for raw in reply[6:split]] if has_history else None,
+            history=[decode_turn(raw) for raw in reply[7:split]] if has_history else None,
             pending=sorted(_pending(pending[0::2], pending[1::2])),
             previous_recorded=bool(previous_recorded),
+            outbox=reply[6] or None,
         )
 
     async def seed(

@@ -154,8 +154,8 @@ class TurnTaker:
     async def _take_turn(
         self, keys: ConversationKeys, burst: Burst, said: list[PendingMessage], lease: Lease
     ) -> Outcome:
-        last = await self._flush_outbox(keys)
         state = await self._recorded(keys, burst, said)
+        last = await self._flush_outbox(keys, state.outbox)
         pending = state.pending
         if not pending:
             return "duplicate"
@@ -232,11 +232,11 @@ class TurnTaker:
         published = {"reply_id": reply.reply_id, "follows": reply.follows}
         await self._redis.set(keys.scoped(OUTBOX_SUFFIX), json.dumps(published), ex=_LAST_REPLY_TTL_SECONDS)
 
-    async def _flush_outbox(self, keys: ConversationKeys) -> dict[str, str | None]:
+    async def _flush_outbox(self, keys: ConversationKeys, raw: bytes | None) -> dict[str, str | None]:
         """Publish a reply an earlier turn settled but did not get out (killed, or the broker or Redis failed
         right after the answer was recorded), before this turn decides anything; returns the conversation's
-        last reply and the one it follows. Under the lease, nothing else changes them until this turn does."""
-        raw = await self._redis.get(keys.scoped(OUTBOX_SUFFIX))
+        last reply and the one it follows. `raw` is the outbox, read with the burst's record. Under the lease,
+        nothing else changes it until this turn does."""
         last = json.loads(raw) if raw else {"reply_id": None, "follows": None}
         if unpublished := last.pop("reply", None):
             logger.warning("publishing a reply an earlier turn recorded but did not publish")
