@@ -8,13 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aio_pika
+import aio_pika.exceptions
 import pytest
 from faststream.rabbit import Channel, RabbitBroker
 from pydantic import BaseModel
 
 from papo_common.consuming import MessageConsumer
 from papo_common.errors import DependencyUnavailable
-from papo_common.topology import ServiceQueue
+from papo_common.topology import EXCHANGE, ServiceQueue
 from papo_testing import infra
 from papo_testing.chaos import drop_broker_connections
 from papo_testing.rabbit import declare_service_queue
@@ -114,3 +116,46 @@ async def test_after_rabbitmq_drops_its_connection_the_consumer_consumes_again()
                 assert await asyncio.wait_for(handled.get(), 30) == 2
         finally:
             await consumer.stop()
+
+
+async def test_after_its_queue_was_deleted_the_consumer_declares_it_again_and_consumes() -> None:
+    """RabbitMQ cancels the consumers of a deleted queue (`basic.cancel`): without declaring the queue again
+    and consuming it, the service would take nothing more while it looks healthy."""
+    queue = ServiceQueue(f"consuming-{uuid.uuid4().hex[:8]}", binds=("cancel.test",))
+    handled: asyncio.Queue[int] = asyncio.Queue()
+    with infra.rabbitmq_vhost() as own_url:
+        consumer = consumer_of(own_url, queue, handled)
+        async with declared(own_url, queue) as broker:
+            await consumer.start()
+            try:
+                await broker.publish({"n": 1}, queue=queue.name, persist=True)
+                assert await asyncio.wait_for(handled.get(), 10) == 1
+                deleted = await broker.declare_queue(queue.queue)
+                await deleted.delete(if_unused=False, if_empty=False)
+                await asyncio.wait_for(consumed_again(own_url, queue.name), 30)
+                # declared as the topology has it: bound again, so a publish through the exchange arrives
+                await broker.publish({"n": 2}, exchange=EXCHANGE, routing_key="cancel.test", persist=True)
+                assert await asyncio.wait_for(handled.get(), 10) == 2
+            finally:
+                await consumer.stop()
+
+
+async def consumed_again(url: str, name: str) -> None:
+    """Return once the queue `name` exists and has a consumer (probing it passively, on a channel each time:
+    a passive declare of a missing queue closes its channel)."""
+    connection = await aio_pika.connect(url)
+    try:
+        while True:
+            channel = await connection.channel()
+            try:
+                declared = await channel.declare_queue(name, passive=True)
+                if declared.declaration_result.consumer_count:
+                    return
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                pass
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            await asyncio.sleep(0.05)  # polling RabbitMQ's state, not synchronising with the consumer
+    finally:
+        await connection.close()

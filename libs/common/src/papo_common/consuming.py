@@ -8,7 +8,8 @@ which copies every property of every delivery into an object of its own, costs m
 
 - `QueueConsumer` holds aio-pika's robust connection (it reconnects and restores the QoS) and takes
   deliveries from its underlying aiormq channel as they arrive, consuming again whenever the channel is
-  reopened after a reconnect.
+  reopened after a reconnect, and declaring its queue again when RabbitMQ cancelled the consumer because
+  the queue was deleted.
 - `MessageConsumer` handles one delivery at a time per task (aiormq runs each in its own, up to the
   prefetch) with the guarantees FastStream's stack gave every service (`papo_common.broker`): acked once
   the handler returned; a body that is no contract of the queue, or a `PermanentError`, dead-lettered at
@@ -31,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import aio_pika
 import aiormq.abc
+import tenacity
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from faststream.prometheus.types import ProcessingStatus
 from opentelemetry import propagate
@@ -42,7 +44,7 @@ from papo_common.broker import BrokerMetrics, count_dead_letter
 from papo_common.errors import PermanentError
 from papo_common.resilience import OUTAGES, log_past_horizon, log_redelivery, redelivery_plan
 from papo_common.telemetry import tracer, tracing_enabled
-from papo_common.topology import ServiceQueue
+from papo_common.topology import ServiceQueue, declare_service_queue_on
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class QueueConsumer:
         self._channel: AbstractRobustChannel | None = None
         self._consuming: tuple[aiormq.abc.AbstractChannel, str] | None = None
         """The underlying channel deliveries come on, and the consumer tag there."""
+        self._resuming: asyncio.Task[None] | None = None
+        """Declaring the queue again and consuming it, after RabbitMQ cancelled the consumer."""
 
     async def receive(self, delivery: Delivery) -> None:
         raise NotImplementedError
@@ -83,11 +87,13 @@ class QueueConsumer:
         if self._channel is None or self._stopping.is_set():
             return
         underlay = await self._channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
         started = await underlay.basic_consume(self.queue.name, self.receive)
         self._consuming = (underlay, str(started.consumer_tag))
 
     async def _consume_again(self, channel: object) -> None:
         """The robust channel was reopened (a reconnect): the new underlying channel has no consumer yet."""
+        self._consuming = None
         try:
             await self._consume()
         except Exception as error:  # the channel closed again at once; its next reopen consumes
@@ -96,9 +102,50 @@ class QueueConsumer:
                 extra={"queue": self.queue.name, "error": short_error(error)},
             )
 
+    async def _cancelled_by_broker(self, frame: Any) -> None:
+        """RabbitMQ cancelled the consumer (`basic.cancel`): its queue was deleted, by an operator or a reset.
+        Nothing else would ever consume again, and the service would look healthy, so the queue is declared
+        again, as the topology has it, and consumed, retried with backoff until it works."""
+        consuming = self._consuming
+        if self._stopping.is_set() or consuming is None or str(frame.consumer_tag) != consuming[1]:
+            return
+        self._consuming = None
+        logger.error(
+            "RabbitMQ cancelled the consumer (was the queue deleted?): declaring it again",
+            extra={"queue": self.queue.name},
+        )
+        self._resuming = asyncio.create_task(self._declare_and_consume())
+
+    async def _declare_and_consume(self) -> None:
+        retrying = tenacity.AsyncRetrying(
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=30),
+            retry=tenacity.retry_if_exception_type(Exception),
+            before_sleep=self._log_not_yet,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if self._stopping.is_set() or self._channel is None:
+                    return
+                await declare_service_queue_on(self._channel, self.queue)
+                if self._consuming is None:  # a reconnect meanwhile consumed already
+                    await self._consume()
+        logger.info("consuming again", extra={"queue": self.queue.name})
+
+    def _log_not_yet(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        logger.warning(
+            "could not consume the queue again yet",
+            extra={"queue": self.queue.name, "error": short_error(error) if error else "unknown"},
+        )
+
     async def _cancel(self) -> None:
         """Take no more deliveries."""
         self._stopping.set()
+        if self._resuming is not None:
+            self._resuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._resuming
+            self._resuming = None
         if self._consuming is not None:
             underlay, tag = self._consuming
             with contextlib.suppress(Exception):  # a connection already gone has no consumer to cancel

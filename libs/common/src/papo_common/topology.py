@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+import aio_pika.abc
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from papo_common.contracts import Burst, Contract, InboundMessage, Reply, ReplySent, SessionClosed, Transcript
@@ -165,3 +166,27 @@ async def declare_topology(broker: RabbitBroker) -> None:
             await queue.bind(exchange, routing_key=routing_key)
         for retry_queue in service_queue.retry_queues:
             await broker.declare_queue(retry_queue)
+
+
+async def declare_service_queue_on(
+    channel: aio_pika.abc.AbstractChannel, service_queue: ServiceQueue
+) -> None:
+    """Declare one service queue as `declare_topology` does (the exchanges, its dead-letter queue and binding,
+    the queue and its bindings, its retry queues), on an aio-pika channel: what a consumer runs when RabbitMQ
+    cancelled it because its queue was deleted."""
+    exchanges = {}
+    for exchange in (EXCHANGE, DEAD_LETTER_EXCHANGE):
+        exchanges[exchange.name] = await channel.declare_exchange(
+            exchange.name, type=exchange.type.value, durable=exchange.durable
+        )
+
+    async def declare(queue: RabbitQueue) -> aio_pika.abc.AbstractQueue:
+        return await channel.declare_queue(queue.name, durable=queue.durable, arguments=queue.arguments)
+
+    dead_letters = await declare(service_queue.dead_letter_queue)
+    await dead_letters.bind(exchanges[DEAD_LETTER_EXCHANGE.name], routing_key=service_queue.dead_letter_name)
+    queue = await declare(service_queue.queue)
+    for routing_key in service_queue.binds:
+        await queue.bind(exchanges[EXCHANGE.name], routing_key=routing_key)
+    for retry_queue in service_queue.retry_queues:
+        await declare(retry_queue)
