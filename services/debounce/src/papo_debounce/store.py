@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from papo_common.contracts import ConversationRef, InboundMessage, Transcript
-from papo_common.redis import ConversationKeys
+from papo_common.redis import ConversationKeys, run_script_many
 from papo_debounce import scripts
 from papo_debounce.settings import DebounceSettings
 
@@ -252,36 +252,34 @@ class DebounceStore:
         now = self._now()
         tokens = [secrets.token_hex(16) for _ in members]
         conversations = [conversation_of(member) for member in members]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for member, conversation, token in zip(members, conversations, tokens, strict=True):
-                k = self._keys(conversation)
-                await self._claim(
-                    keys=[
-                        self.due_key,
-                        self.claims_key,
-                        k.items,
-                        k.meta,
-                        k.pending,
-                        k.flushing_items,
-                        k.flushing_meta,
-                        k.inbound_seq,
-                        k.texts,
-                        k.paused,
-                        k.last_cut,
-                    ],
-                    args=[
-                        now,
-                        member,
-                        s.debounce_claim_lease_seconds,
-                        s.debounce_max_messages,
-                        s.debounce_seconds,
-                        s.debounce_seen_ttl_seconds,
-                        token,
-                        secrets.token_hex(16),
-                    ],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        calls = []
+        for member, conversation, token in zip(members, conversations, tokens, strict=True):
+            k = self._keys(conversation)
+            keys = [
+                self.due_key,
+                self.claims_key,
+                k.items,
+                k.meta,
+                k.pending,
+                k.flushing_items,
+                k.flushing_meta,
+                k.inbound_seq,
+                k.texts,
+                k.paused,
+                k.last_cut,
+            ]
+            args = [
+                now,
+                member,
+                s.debounce_claim_lease_seconds,
+                s.debounce_max_messages,
+                s.debounce_seconds,
+                s.debounce_seen_ttl_seconds,
+                token,
+                secrets.token_hex(16),
+            ]
+            calls.append((keys, args))
+        replies = await run_script_many(self._redis, self._claim, calls)
         return self._decoded(conversations, tokens, replies)
 
     async def reclaim(self, members: Sequence[bytes | str]) -> list[Flushing]:
@@ -290,15 +288,13 @@ class DebounceStore:
         now = self._now()
         tokens = [secrets.token_hex(16) for _ in members]
         conversations = [conversation_of(member) for member in members]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for member, conversation, token in zip(members, conversations, tokens, strict=True):
-                k = self._keys(conversation)
-                await self._reclaim(
-                    keys=[self.claims_key, k.flushing_items, k.flushing_meta, k.texts, k.paused],
-                    args=[now, member, self._settings.debounce_claim_lease_seconds, token],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        lease = self._settings.debounce_claim_lease_seconds
+        calls = []
+        for member, conversation, token in zip(members, conversations, tokens, strict=True):
+            k = self._keys(conversation)
+            keys = [self.claims_key, k.flushing_items, k.flushing_meta, k.texts, k.paused]
+            calls.append((keys, [now, member, lease, token]))
+        replies = await run_script_many(self._redis, self._reclaim, calls)
         return self._decoded(conversations, tokens, replies)
 
     @staticmethod
@@ -314,13 +310,10 @@ class DebounceStore:
     async def complete(self, finished: Sequence[tuple[Flushing, Sequence[str]]]) -> int:
         """Forget published (or dropped) bursts, with the transcripts they used, in one round trip. A burst
         whose claim was taken over meanwhile is left to its new holder; returns how many were forgotten."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for flushing, message_ids in finished:
-                k = self._keys(flushing.conversation)
-                await self._complete(
-                    keys=[self.claims_key, k.flushing_items, k.flushing_meta, k.texts],
-                    args=[member_of(flushing.conversation), flushing.token, *message_ids],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        calls = []
+        for flushing, message_ids in finished:
+            k = self._keys(flushing.conversation)
+            keys = [self.claims_key, k.flushing_items, k.flushing_meta, k.texts]
+            calls.append((keys, [member_of(flushing.conversation), flushing.token, *message_ids]))
+        replies = await run_script_many(self._redis, self._complete, calls)
         return sum(int(reply) for reply in replies)
