@@ -27,6 +27,11 @@ from papo_ingest.in_memory import MemoryPublisher, accept_in_memory
 from .fixtures import fixture
 from .test_app import AUTH, settings
 
+# The app's clients keep trying to reach their dependencies in the background. In the unit tier pytest-socket
+# refuses those attempts, which is the condition these tests want (dependencies unreachable); its warning about
+# each attempt says nothing about the test.
+pytestmark = pytest.mark.filterwarnings("ignore:A test tried to use socket.socket:UserWarning")
+
 
 @pytest.fixture
 async def app() -> AsyncIterator[tuple[AsyncTestClient[Litestar], MemoryPublisher]]:
