@@ -133,6 +133,7 @@ class _OldestFirstLock(RetrySafeLock):
 
     async def do_acquire(self, token: str | bytes) -> bool:
         defer = time.monotonic() < self._defer_until
+        self.waiting = True  # until Redis answers: a try whose answer never came may have entered the room
         took = await self._take(
             keys=[self.name, *self._room],
             args=[
