@@ -4,7 +4,10 @@
         httptools): token check, body read, JSON decode, parse into the contract, one Redis round trip to claim
         the id, a persistent publish confirmed by RabbitMQ, the dedupe mark written behind the answer.
   peer  the same work written minimally with the same libraries in one Litestar handler: constant-time token
-        check, msgspec decode, `SET NX` in Redis, a confirmed persistent aio-pika publish of a small JSON body.
+        check, msgspec decode, `SET NX` in Redis, a confirmed persistent aio-pika publish of the fields papo's
+        contract carries, routed as papo's is: into two quorum queues (papo's go to debounce's and persist's).
+        Until 2026-12-02 the peer published a five-field body into one classic queue, which costs RabbitMQ
+        about 80 µs of CPU less per message than papo's routing, on the same two CPUs.
   bare  a Litestar endpoint under the same uvicorn that answers 200 and does nothing: the HTTP floor.
 
 Both run in one uvicorn process each, in turn, round by round (interleaved, so a noisy neighbour hits both),
@@ -51,6 +54,8 @@ def serve_peer(port: int) -> None:
     import uvicorn
     from redis.asyncio import Redis
 
+    from papo_common.topology import DEBOUNCE, PERSIST
+
     token = os.environ["PAPO_WEBHOOK_TOKEN"].encode()
     prefix = os.environ["PAPO_REDIS_KEY_PREFIX"]
     redis = Redis.from_url(os.environ.get("PAPO_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -59,9 +64,14 @@ def serve_peer(port: int) -> None:
     async def connect() -> None:
         connection = await aio_pika.connect_robust(os.environ["PAPO_RABBITMQ_URL"])
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        state["exchange"] = await channel.declare_exchange("papo", aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue("peer.sink", durable=True)
-        await queue.bind(state["exchange"], routing_key="inbound.#")
+        state["exchange"] = await channel.declare_exchange("peer", aio_pika.ExchangeType.TOPIC, durable=True)
+        # papo's inbound messages land in debounce's and persist's queues: two quorum queues declared with
+        # the same arguments (delivery limit, at-least-once dead-lettering, reject-publish overflow)
+        for service_queue in (DEBOUNCE, PERSIST):
+            queue = await channel.declare_queue(
+                f"peer.{service_queue.service}", durable=True, arguments=service_queue.queue.arguments
+            )
+            await queue.bind(state["exchange"], routing_key="inbound.*")
 
     @post("/webhook/evolution")
     async def webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
@@ -72,13 +82,24 @@ def serve_peer(port: int) -> None:
         message_id, instance = data["key"]["id"], body["instance"]
         if not await redis.set(f"{prefix}:peer:{instance}:{message_id}", b"1", nx=True, ex=48 * 3600):
             return Response({"status": "duplicate"})
+        key = data["key"]
         payload = msgspec.json.encode(
             {
-                "instance": instance,
+                "type": "inbound_message",
+                "version": 2,
+                "conversation": {"instance": instance, "user_id": key["remoteJid"]},
                 "message_id": message_id,
-                "user_id": data["key"]["remoteJid"],
+                "chat_id": key["remoteJid"],
+                "from_me": key["fromMe"],
+                "source": "messages.upsert",
+                "aliases": [key["remoteJidAlt"]] if key.get("remoteJidAlt") else [],
+                "push_name": data.get("pushName"),
+                "kind": "text",
                 "text": data["message"]["conversation"],
                 "sent_at": data["messageTimestamp"],
+                "received_at": time.time(),
+                "quoted": None,
+                "audio": None,
             }
         )
         await state["exchange"].publish(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -50,6 +51,30 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def processes_named(*names: str) -> dict[str, list[int]]:
+    """The pids of the local servers the services share the CPUs with, by command name."""
+    found: dict[str, list[int]] = {name: [] for name in names}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        for name in names:
+            if command.startswith(name):
+                found[name].append(int(entry.name))
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a PostgreSQL backend that ended meanwhile
+            total += cpu_seconds(pid)
+    return total
 
 
 def number_of(index: int) -> str:
@@ -168,6 +193,9 @@ def run(
             evolution.set_webhook(stack.url("ingest", "/webhook/evolution"), headers={"x-papo-token": TOKEN})
             pids = stack.pids()
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            servers = processes_named("redis-server", "beam.smp", "postgres")
+            servers_before = {name: cpu_of(found) for name, found in servers.items()}
+            bench_before = time.process_time()
             spy = None
             if profile:  # py-spy (not a dependency) records one service during the load
                 out = f"{profile}.pyspy.raw"
@@ -190,6 +218,9 @@ def run(
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+            # PostgreSQL backends that started during the run are not counted: persist's pool opens early
+            servers_cpu = {name: cpu_of(found) - servers_before[name] for name, found in servers.items()}
+            bench_cpu = time.process_time() - bench_before
     model_seconds = [r.finished_at - r.received_at for r in model.requests if r.finished_at is not None]
     model_time = statistics.median(model_seconds) if model_seconds else 0.0
     first_send: dict[str, float] = {}
@@ -229,6 +260,11 @@ def run(
             )
     per_message = ", ".join(f"{name} {1000 * seconds / count:.2f}" for name, seconds in sorted(cpu.items()))
     print(f"  CPU ms per conversation (whole run, {elapsed:.0f} s): {per_message}")
+    beside = ", ".join(f"{name} {1000 * seconds / count:.2f}" for name, seconds in servers_cpu.items())
+    print(
+        f"  and beside them: {beside}; this bench (poster, fake model, fake Evolution) {1000 * bench_cpu / count:.2f};"
+        f" all of it {sum(cpu.values()) + sum(servers_cpu.values()) + bench_cpu:.1f} CPU s in {elapsed:.0f} s"
+    )
     print(f"  goal: p99 <= 100 ms at 100 msg/s{'' if not missing else '; NOT ALL ANSWERED'}")
 
 
