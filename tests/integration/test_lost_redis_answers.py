@@ -13,15 +13,17 @@ import pytest
 from redis.asyncio import Redis
 
 from papo_common import resilience
+from papo_common.contracts import ConversationRef, SessionClosed
 from papo_common.redis import ConversationKeys, make_redis
 from papo_common.resilience import hold_lease
 from papo_debounce.settings import DebounceSettings
 from papo_debounce.store import DebounceStore, member_of
 from papo_ingest import dedupe
 from papo_ingest.dedupe import ClaimOutcome, SeenMessages, new_claim_token
-from papo_llm import history
+from papo_llm import history, sessions
 from papo_llm.history import HistoryStore, decode_turn
 from papo_llm.prompt import PendingMessage, Turn
+from papo_llm.sessions import SessionKeeper
 from papo_testing.factories import ANA, T0, text_message
 from papo_testing.lost_replies import LostReplyProxy
 
@@ -110,3 +112,33 @@ async def test_an_ingest_claim_whose_answer_was_lost_is_this_requests_claim(
             await client.aclose()
     assert outcome is ClaimOutcome.CLAIMED
     assert await redis_client.get(key) == token
+
+
+async def test_a_session_sweep_whose_claim_answer_was_lost_closes_the_idle_session_now(
+    redis_url: str, redis_client: Redis, redis_prefix: str
+) -> None:
+    closed: list[SessionClosed] = []
+
+    async def record(closing: SessionClosed) -> None:
+        closed.append(closing)
+
+    async def forget(conversation: ConversationRef) -> None:
+        return None
+
+    def keeper(client: Redis) -> SessionKeeper:
+        return SessionKeeper(client, redis_prefix, idle_seconds=0, publish=record, forget=forget)
+
+    await keeper(redis_client).touch(ANA)
+    await redis_client.script_load(sessions._CLAIM_IDLE)
+    closing = f"{redis_prefix}:sessions:closing"
+    async with LostReplyProxy(redis_url, marker=closing.encode()).running() as proxy:
+        client = make_redis(proxy.url)
+        try:
+            # before the sweep kept its claim, the repeat found the session already claimed (by the run whose
+            # answer was lost) and claimed nothing: the session closed only after the 60 s lease
+            assert await keeper(client).sweep() == 1
+            assert proxy.lost.is_set()
+        finally:
+            await client.aclose()
+    assert [c.conversation for c in closed] == [ANA]
+    assert await redis_client.zcard(closing) == 0, "the claim was released"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,10 +31,14 @@ redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
 return 1
 """
 
-# KEYS: active closing. ARGV: idle seconds, lease seconds, limit. Moves idle members (and expired claims) to
-# `closing` with a fresh lease and returns them, each with its lease as Redis wrote it: exactly one replica
-# gets each, and the lease is the claim's token.
+# KEYS: active closing sweep. ARGV: idle seconds, lease seconds, limit. Moves idle members (and expired claims)
+# to `closing` with a fresh lease and returns them, each with its lease as Redis wrote it: exactly one replica
+# gets each, and the lease is the claim's token. `sweep` is this sweep's own key (a random token in its name):
+# what it claimed is kept there for the lease, so that redis-py repeating the script after its answer was lost
+# with the connection gets the same claim back, not an empty one while the sessions wait out the lease.
 _CLAIM_IDLE = """
+local done = redis.call('GET', KEYS[3])
+if done then return cjson.decode(done) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local claimed = {}
@@ -48,6 +53,9 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonum
 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[3])) do
   take(member)
+end
+if #claimed > 0 then
+  redis.call('SET', KEYS[3], cjson.encode(claimed), 'EX', ARGV[2])
 end
 return claimed
 """
@@ -83,6 +91,7 @@ class SessionKeeper:
         self._redis = redis
         self._active = f"{prefix}:sessions:active"
         self._closing = f"{prefix}:sessions:closing"
+        self._sweeps = f"{prefix}:sessions:sweep"
         self._idle = idle_seconds
         self._publish = publish
         self._forget = forget
@@ -103,8 +112,9 @@ class SessionKeeper:
 
     async def sweep(self) -> int:
         """Close every idle session; returns how many were closed."""
+        sweep = f"{self._sweeps}:{os.urandom(8).hex()}"
         claimed = await self._claim(
-            keys=[self._active, self._closing], args=[self._idle, _LEASE_SECONDS, _BATCH]
+            keys=[self._active, self._closing, sweep], args=[self._idle, _LEASE_SECONDS, _BATCH]
         )
         closed = 0
         for member, lease in zip(claimed[::2], claimed[1::2], strict=True):
