@@ -31,11 +31,13 @@ redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
 return 1
 """
 
-# KEYS: active closing sweep. ARGV: idle seconds, lease seconds, limit. Moves idle members (and expired claims)
-# to `closing` with a fresh lease and returns them, each with its lease as Redis wrote it: exactly one replica
-# gets each, and the lease is the claim's token. `sweep` is this sweep's own key (a random token in its name):
-# what it claimed is kept there for the lease, so that redis-py repeating the script after its answer was lost
-# with the connection gets the same claim back, not an empty one while the sessions wait out the lease.
+# KEYS: active closing sweep. ARGV: idle seconds, lease seconds, limit, seconds to keep the claim. Moves idle
+# members (and expired claims) to `closing` with a fresh lease and returns them, each with its lease as Redis
+# wrote it: exactly one replica gets each, and the lease is the claim's token. `sweep` is this sweep's own key
+# (a random token in its name): what it claimed is kept there briefly, so that redis-py repeating the script
+# after its answer was lost with the connection (within a second) gets the same claim back, not an empty one
+# while the sessions wait out the lease. Briefly, because the members are people's numbers: an erasure
+# removes them from `active` and `closing`, and this copy is gone within seconds.
 _CLAIM_IDLE = """
 local done = redis.call('GET', KEYS[3])
 if done then return cjson.decode(done) end
@@ -55,7 +57,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT
   take(member)
 end
 if #claimed > 0 then
-  redis.call('SET', KEYS[3], cjson.encode(claimed), 'EX', ARGV[2])
+  redis.call('SET', KEYS[3], cjson.encode(claimed), 'EX', ARGV[4])
 end
 return claimed
 """
@@ -71,6 +73,7 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 _LEASE_SECONDS = 60
+_CLAIM_KEPT_SECONDS = 10
 _BATCH = 100
 
 
@@ -114,7 +117,8 @@ class SessionKeeper:
         """Close every idle session; returns how many were closed."""
         sweep = f"{self._sweeps}:{os.urandom(8).hex()}"
         claimed = await self._claim(
-            keys=[self._active, self._closing, sweep], args=[self._idle, _LEASE_SECONDS, _BATCH]
+            keys=[self._active, self._closing, sweep],
+            args=[self._idle, _LEASE_SECONDS, _BATCH, _CLAIM_KEPT_SECONDS],
         )
         closed = 0
         for member, lease in zip(claimed[::2], claimed[1::2], strict=True):
