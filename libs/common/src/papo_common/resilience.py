@@ -184,15 +184,23 @@ class RetrySafeLock(Lock):
     lease stays held by nobody until its TTL ends, holding the conversation back that long. This acquire
     counts its own token as success, so a repeat answers what the first try did."""
 
+    _acquire_script: Any = None
+    """Registered once, as redis-py registers the `Lock`'s own scripts, and run on each lock's client: a lock
+    is made per turn and per reply, and registering hashes the script each time."""
+
     def __init__(self, redis: Redis, name: str, **options: Any) -> None:
         super().__init__(redis, name, **options)
-        self._acquire_script = redis.register_script(_ACQUIRE)
+        if RetrySafeLock._acquire_script is None:
+            RetrySafeLock._acquire_script = redis.register_script(_ACQUIRE)
 
     async def do_acquire(self, token: str | bytes) -> bool:
         lease_ms = int(self.timeout * 1000) if self.timeout else 0
         if not lease_ms:
             return await super().do_acquire(token)
-        return bool(await self._acquire_script(keys=[self.name], args=[token, lease_ms]))
+        acquired = await RetrySafeLock._acquire_script(
+            keys=[self.name], args=[token, lease_ms], client=self.redis
+        )
+        return bool(acquired)
 
 
 class Lease:
