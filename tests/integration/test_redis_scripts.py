@@ -1,4 +1,5 @@
-"""Many runs of one script in one pipeline (`papo_common.redis.run_script_many`), on the real Redis."""
+"""Many runs of one script in one pipeline (`papo_common.redis.run_script_many`), and writes applied together as
+one script (`papo_common.redis.Writes`), on the real Redis."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
-from papo_common.redis import run_script_many
+from papo_common import redis as papo_redis
+from papo_common.redis import Writes, run_script_many
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +54,36 @@ async def test_an_error_in_one_call_is_raised_after_the_others_ran(
     with pytest.raises(ResponseError):
         await run_script_many(redis_client, script, [([text], []), ([counter], [])])
     assert await redis_client.get(counter) == b"1"
+
+
+async def test_writes_are_applied_together_in_one_round_trip(
+    redis_client: Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await redis_client.script_load(papo_redis._WRITES)
+    hash_key, text_key, gone_key = (f"{redis_prefix}:{name}" for name in ("hash", "text", "gone"))
+    await redis_client.set(gone_key, b"1")
+    sent = counting_round_trips(monkeypatch)
+
+    writes = Writes().hset(hash_key, "0", "first").expire(hash_key, 600)
+    writes.set(text_key, b"1", ex=900).delete(gone_key)
+    await writes.apply(redis_client)
+
+    assert sent[0] == 1
+    assert await redis_client.hgetall(hash_key) == {b"0": b"first"}
+    assert 0 < await redis_client.ttl(hash_key) <= 600
+    assert await redis_client.get(text_key) == b"1" and 0 < await redis_client.ttl(text_key) <= 900
+    assert await redis_client.exists(gone_key) == 0
+    before = sent[0]
+    await Writes().apply(redis_client)
+    assert sent[0] == before, "nothing to write, no round trip"
+
+
+async def test_the_writes_script_runs_only_the_writes_it_queues(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    key = f"{redis_prefix}:kept"
+    await redis_client.set(key, b"1")
+    script = redis_client.register_script(papo_redis._WRITES)
+    with pytest.raises(ResponseError, match="not a write papo queues"):
+        await script(keys=[key], args=["GETDEL", 0])
+    assert await redis_client.get(key) == b"1"

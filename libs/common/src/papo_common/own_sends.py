@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+
+from papo_common.redis import Writes
 
 EXPECTED_TEXT_TTL_SECONDS = 15 * 60
 
@@ -70,14 +71,14 @@ class OwnSends:
     async def expect(self, instance: str, chat_jid: str, text: str) -> None:
         """Call before `sendText`: an echo with this text in this chat, seen before the id is known, is papo's.
         Evidence of an earlier send of the same words is forgotten: from now on it can only be this one's."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self.expect_on(pipe, instance, chat_jid, text)
-            await pipe.execute()
+        writes = Writes()
+        self.expect_on(writes, instance, chat_jid, text)
+        await writes.apply(self._redis)
 
-    def expect_on(self, pipe: Pipeline, instance: str, chat_jid: str, text: str) -> None:
-        """`expect`, queued on the caller's transaction (deliver writes it with the chunk's in-flight mark)."""
-        pipe.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
-        pipe.delete(self._evidence_key(instance, chat_jid, text))
+    def expect_on(self, writes: Writes, instance: str, chat_jid: str, text: str) -> None:
+        """`expect`, queued on the caller's writes (deliver writes it with the chunk's in-flight mark)."""
+        writes.set(self._text_key(instance, chat_jid, text), b"1", ex=EXPECTED_TEXT_TTL_SECONDS)
+        writes.delete(self._evidence_key(instance, chat_jid, text))
 
     async def sent_evidence(self, instance: str, chat_jid: str, text: str) -> str | None:
         """The message id of the expected `text`'s send, once its echo matched or its id was recorded; None
@@ -88,18 +89,18 @@ class OwnSends:
         """Call once `sendText` returned the message id (`key.id`). With the `text` that was expected, the
         expectation ends here: from now on only the id is papo's, so an operator who sends the same words
         later is still an operator."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self.record_on(pipe, instance, chat_jid, message_id, text=text)
-            await pipe.execute()
+        writes = Writes()
+        self.record_on(writes, instance, chat_jid, message_id, text=text)
+        await writes.apply(self._redis)
 
     def record_on(
-        self, pipe: Pipeline, instance: str, chat_jid: str, message_id: str, *, text: str | None = None
+        self, writes: Writes, instance: str, chat_jid: str, message_id: str, *, text: str | None = None
     ) -> None:
-        """`record`, queued on the caller's transaction (deliver writes it with the chunk's sent record)."""
-        pipe.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
+        """`record`, queued on the caller's writes (deliver writes it with the chunk's sent record)."""
+        writes.set(self._id_key(instance, message_id), b"1", ex=self._ttl)
         if text is not None:
-            pipe.delete(self._text_key(instance, chat_jid, text))
-            pipe.set(
+            writes.delete(self._text_key(instance, chat_jid, text))
+            writes.set(
                 self._evidence_key(instance, chat_jid, text),
                 message_id.encode(),
                 ex=EXPECTED_TEXT_TTL_SECONDS,

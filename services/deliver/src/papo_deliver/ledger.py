@@ -28,17 +28,16 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from papo_common.contracts import Reply
 from papo_common.own_sends import instance_state_key
-from papo_common.redis import ConversationKeys
+from papo_common.redis import ConversationKeys, Writes
 from papo_common.resilience import Lease, LeaseBusy, LeaseLost, hold_lease
 
 _POLL_SECONDS = 0.1
 
-Queue = Callable[[Pipeline], None]
-"""Queues commands on a transaction that is about to run."""
+Queue = Callable[[Writes], None]
+"""Queues more writes on ones that are about to be applied together."""
 
 logger = logging.getLogger(__name__)
 
@@ -139,29 +138,25 @@ class DeliveryLedger:
     async def record_sent(
         self, reply: Reply, index: int, chunk: SentChunk, *, also: Queue | None = None
     ) -> None:
-        """Remember that chunk `index` of `reply` was sent as `chunk.message_id`; `also` queues more writes on
-        the same transaction (one round trip)."""
+        """Remember that chunk `index` of `reply` was sent as `chunk.message_id`; `also` queues more writes,
+        applied with it atomically (one round trip)."""
         key = self._key(reply, "sent")
         value = json.dumps({"id": chunk.message_id, "at": chunk.sent_at.isoformat()})
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, str(index), value)
-            pipe.expire(key, self._sent_ttl_seconds)
-            if also is not None:
-                also(pipe)
-            await pipe.execute()
+        writes = Writes().hset(key, str(index), value).expire(key, self._sent_ttl_seconds)
+        if also is not None:
+            also(writes)
+        await writes.apply(self._redis)
 
     async def mark_in_flight(
         self, reply: Reply, index: int, at: datetime, *, also: Queue | None = None
     ) -> None:
         """Remember, before its `sendText`, that chunk `index` of `reply` may be sent from now on; `also`
-        queues more writes on the same transaction (one round trip)."""
+        queues more writes, applied with it atomically (one round trip)."""
         key = self._key(reply, "in-flight")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, str(index), at.isoformat())
-            pipe.expire(key, self._sent_ttl_seconds)
-            if also is not None:
-                also(pipe)
-            await pipe.execute()
+        writes = Writes().hset(key, str(index), at.isoformat()).expire(key, self._sent_ttl_seconds)
+        if also is not None:
+            also(writes)
+        await writes.apply(self._redis)
 
     async def clear_in_flight(self, reply: Reply, index: int) -> None:
         """Forget that chunk `index` of `reply` may have been sent: Evolution refused its `sendText`."""
