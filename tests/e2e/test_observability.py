@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from papo_testing.webhooks import audio_webhook, text_webhook
 
@@ -94,3 +95,16 @@ async def test_every_service_exposes_the_metrics_dashboards_and_alerts_query(sta
     used = {line.strip() for line in METRICS_USED_BY_CHART.read_text().splitlines() if line.strip()}
     missing = sorted(name for name in used if not name.startswith("rabbitmq_") and name not in everything)
     assert missing == [], f"dashboards or alerts query metrics no service exposes: {missing}"
+
+
+async def test_every_service_froze_its_heap_once_it_had_started(stack: Stack) -> None:
+    """Served services keep the collector's oldest generation to what they made since (papo_common.heap)."""
+    frozen: dict[str, float] = {}
+    async with httpx.AsyncClient() as client:
+        for service in SERVICES:
+            answer = await client.get(stack.services.url(service, "/metrics"))
+            for family in text_string_to_metric_families(answer.text):
+                if family.name == "papo_gc_frozen_objects":
+                    frozen[service] = family.samples[0].value
+    assert set(frozen) == set(SERVICES)
+    assert all(objects > 10_000 for objects in frozen.values()), frozen

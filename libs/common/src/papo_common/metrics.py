@@ -106,6 +106,18 @@ PERSISTED_ROWS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+GC_PAUSE_SECONDS = Histogram(
+    "papo_gc_pause_seconds",
+    "Garbage-collector pauses of a served process, by generation (the event loop stands still meanwhile).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
+GC_FROZEN_OBJECTS = Gauge(
+    "papo_gc_frozen_objects",
+    "Objects a served process moved into the collector's permanent generation once it had started.",
+    registry=REGISTRY,
+)
 
 METRIC_NAMES: tuple[str, ...] = tuple(
     sorted(
@@ -125,6 +137,8 @@ METRIC_NAMES: tuple[str, ...] = tuple(
                 REPLIES,
                 DEAD_LETTERS,
                 PERSISTED_ROWS,
+                GC_PAUSE_SECONDS,
+                GC_FROZEN_OBJECTS,
             )
         }
     )

@@ -18,6 +18,7 @@ from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from prometheus_client import make_asgi_app
 
 from papo_common.broker import BrokerMetrics, make_broker
+from papo_common.heap import serving
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
@@ -130,11 +131,12 @@ def declaring_broker(settings: PapoSettings, *declarations: Callable[[RabbitBrok
 
 
 def serve(app: Any, settings: PapoSettings) -> None:
-    """Run an ASGI app the way a container does: one process, uvicorn, graceful shutdown on SIGTERM."""
+    """Run an ASGI app the way a container does: one process, uvicorn, graceful shutdown on SIGTERM, the heap
+    frozen once it has started (`papo_common.heap`)."""
     import uvicorn
 
     uvicorn.run(
-        app,
+        serving(app),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

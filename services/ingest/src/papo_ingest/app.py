@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from papo_common.broker import ConfirmedPublisher
+from papo_common.heap import serving
 from papo_common.own_sends import OwnSends
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
@@ -175,7 +176,8 @@ def _warn_about_auth(token: str | None) -> None:
 
 
 def main() -> None:
-    """Run ingest the way its container does: uvicorn on PAPO_INGEST_PORT, graceful shutdown on SIGTERM."""
+    """Run ingest the way its container does: uvicorn on PAPO_INGEST_PORT, graceful shutdown on SIGTERM, the heap
+    frozen once it has started (`papo_common.heap`)."""
     import uvicorn
 
     try:
@@ -188,7 +190,7 @@ def main() -> None:
     app = create_app(settings)
     require_durable_redis(settings)
     uvicorn.run(
-        app,
+        serving(app),
         host=settings.http_host,
         port=settings.ingest_port,
         log_config=None,

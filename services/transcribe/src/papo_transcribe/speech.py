@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from papo_common.heap import freeze_heap
 from papo_transcribe.batcher import MicroBatcher
 from papo_transcribe.engines import Engine, EngineResult
 
@@ -49,6 +50,7 @@ class SpeechModel:
         loop = asyncio.get_running_loop()
         try:
             self._engine = await loop.run_in_executor(self._executor, self._load_and_warm_up)
+            freeze_heap()  # what the model brought lives as long as the process: no collection walks it
             logger.info("speech model ready", extra={"engine": self.name, "language": self.language})
         except Exception as error:
             self._error = error

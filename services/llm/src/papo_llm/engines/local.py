@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from papo_common.errors import DependencyUnavailable
+from papo_common.heap import freeze_heap
 from papo_common.service import ReadinessCheck
 from papo_llm.engines.base import ChatMessage, Completion
 from papo_llm.engines.generation import GenerationTimedOut, generate_reply
@@ -117,6 +118,7 @@ class LocalChatEngine:
         except Exception:
             logger.exception("the local model failed to load", extra={"model": self._model_name})
             raise
+        freeze_heap()  # what the model brought lives as long as the process: no collection walks it
         logger.info(
             f"local model {self._model_name} loaded on {loaded.device} in {time.perf_counter() - started:.1f}s"
         )
