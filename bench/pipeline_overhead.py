@@ -79,19 +79,19 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-def oldest_generation_passes(stack: RunningStack) -> dict[str, tuple[float, float]]:
-    """(passes, seconds) over the collector's oldest generation in each service so far, from its /metrics."""
-    passes: dict[str, tuple[float, float]] = {}
+def collections_so_far(stack: RunningStack) -> dict[str, dict[str, tuple[float, float]]]:
+    """(passes, seconds) of the collector in each service so far, by generation, from its /metrics."""
+    found: dict[str, dict[str, tuple[float, float]]] = {}
     for service in stack.services:
         values = {
-            sample.name: sample.value
+            (sample.labels["generation"], sample.name.rsplit("_", 1)[1]): sample.value
             for family in text_string_to_metric_families(httpx.get(stack.url(service, "/metrics")).text)
             if family.name == "papo_gc_pause_seconds"
             for sample in family.samples
-            if sample.labels.get("generation") == "2"
+            if sample.name.endswith(("_count", "_sum"))
         }
-        passes[service] = (values["papo_gc_pause_seconds_count"], values["papo_gc_pause_seconds_sum"])
-    return passes
+        found[service] = {g: (values[(g, "count")], values[(g, "sum")]) for g in ("0", "1", "2")}
+    return found
 
 
 def number_of(index: int) -> str:
@@ -212,7 +212,7 @@ def run(
             # the poster and both fakes share this process: a pass over its whole heap would stall all three
             gc.collect()
             gc.freeze()
-            passes_before = oldest_generation_passes(stack)
+            collections_before = collections_so_far(stack)
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             servers = processes_named("redis-server", "beam.smp", "postgres")
             servers_before = {name: cpu_of(found) for name, found in servers.items()}
@@ -242,7 +242,7 @@ def run(
             # PostgreSQL backends that started during the run are not counted: persist's pool opens early
             servers_cpu = {name: cpu_of(found) - servers_before[name] for name, found in servers.items()}
             bench_cpu = time.process_time() - bench_before
-            passes_after = oldest_generation_passes(stack)
+            collections_after = collections_so_far(stack)
     model_seconds = [r.finished_at - r.received_at for r in model.requests if r.finished_at is not None]
     model_time = statistics.median(model_seconds) if model_seconds else 0.0
     first_send: dict[str, float] = {}
@@ -287,11 +287,16 @@ def run(
         f"  and beside them: {beside}; this bench (poster, fake model, fake Evolution) {1000 * bench_cpu / count:.2f};"
         f" all of it {sum(cpu.values()) + sum(servers_cpu.values()) + bench_cpu:.1f} CPU s in {elapsed:.0f} s"
     )
-    passes = ", ".join(
-        f"{name} {passes_after[name][0] - before[0]:.0f} ({1000 * (passes_after[name][1] - before[1]):.0f} ms)"
-        for name, before in sorted(passes_before.items())
-    )
-    print(f"  passes over the collector's oldest generation during the run: {passes}")
+    spent, full = [], []
+    for name, before in sorted(collections_before.items()):
+        after = collections_after[name]
+        seconds = sum(after[g][1] - before[g][1] for g in after)
+        spent.append(f"{name} {1000 * seconds / count:.2f}")
+        full.append(
+            f"{name} {after['2'][0] - before['2'][0]:.0f} ({1000 * (after['2'][1] - before['2'][1]):.0f} ms)"
+        )
+    print(f"  of it in the garbage collector, ms per conversation: {', '.join(spent)}")
+    print(f"  passes over the collector's oldest generation during the run: {', '.join(full)}")
     print(f"  goal: p99 <= 100 ms at 100 msg/s{'' if not missing else '; NOT ALL ANSWERED'}")
 
 
