@@ -23,6 +23,7 @@ from papo_ingest.evolution import IntakePolicy
 from papo_ingest.in_memory import MemoryPublisher, MemorySeen
 from papo_ingest.intake import Intake
 from papo_ingest.settings import IngestSettings
+from papo_testing import infra
 
 from .conftest import PROFILE
 from .strategies import webhooks
@@ -36,25 +37,30 @@ SEEN = MemorySeen()
 
 @pytest.fixture(scope="module")
 def ingest() -> Iterator[tuple[TestClient[Litestar], MemoryPublisher]]:
-    app = create_app(
-        IngestSettings(
-            webhook_token=TOKEN,
-            rabbitmq_url="amqp://guest:guest@127.0.0.1:1/",  # type: ignore[arg-type]
-            redis_url="redis://127.0.0.1:1/0",  # type: ignore[arg-type]
-            ingest_accept_groups=True,
-            ingest_accept_status=True,
-            ingest_accept_newsletters=True,
+    # The app's own connections reach the real servers (a vhost and a key prefix of this module's), though
+    # the intake below never uses them: against closed ports they were retried in the background while
+    # hypothesis drew bodies. redis-py's retry jitter draws from `random`, which hypothesis warns about, and
+    # each failed aio-pika connection was closed un-awaited when it was collected.
+    with infra.rabbitmq_vhost() as rabbitmq_url, infra.redis_prefix() as prefix:
+        app = create_app(
+            IngestSettings(
+                webhook_token=TOKEN,
+                rabbitmq_url=rabbitmq_url,  # type: ignore[arg-type]
+                redis_key_prefix=prefix,
+                ingest_accept_groups=True,
+                ingest_accept_status=True,
+                ingest_accept_newsletters=True,
+            )
         )
-    )
-    publisher = MemoryPublisher()
-    app.state.intake = Intake(
-        publish=publisher,
-        seen=SEEN,  # type: ignore[arg-type]
-        policy=IntakePolicy(accept_groups=True, accept_status=True, accept_newsletters=True),
-        publish_timeout_seconds=5.0,
-    )
-    with TestClient(app) as client:
-        yield client, publisher
+        publisher = MemoryPublisher()
+        app.state.intake = Intake(
+            publish=publisher,
+            seen=SEEN,  # type: ignore[arg-type]
+            policy=IntakePolicy(accept_groups=True, accept_status=True, accept_newsletters=True),
+            publish_timeout_seconds=5.0,
+        )
+        with TestClient(app) as client:
+            yield client, publisher
 
 
 def _widths() -> dict[tuple[str, str], int]:
