@@ -8,8 +8,9 @@ generation walks all of them with the event loop stopped: 17 ms of CPU in deboun
 A served process (`papo_common.service.serve` and ingest's `main`, through `serving`) therefore freezes its
 heap once it has started: `gc.collect()` drops what start-up left as garbage, and `gc.freeze()` moves
 everything still alive into the permanent generation, which no pass walks again. A model loaded later, in the
-background, freezes what it loaded the same way (`freeze_heap`). Objects made while handling messages are
-collected as before.
+background, freezes what it loaded the same way (`freeze_heap`), and so does a consumer service once its
+consumers have started (`consumer_app`'s last after-startup hook: FastStream completes the lifespan's
+start-up before those hooks run). Objects made while handling messages are collected as before.
 
 Apps built in a test process are not served, so nothing is frozen there: tests keep the collector they
 expect. A served process observes every pause in `papo_gc_pause_seconds`, by generation, and shows how much

@@ -18,7 +18,7 @@ from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from prometheus_client import make_asgi_app
 
 from papo_common.broker import BrokerMetrics, make_broker
-from papo_common.heap import serving
+from papo_common.heap import freeze_heap, serving
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
@@ -110,11 +110,16 @@ def consumer_app(
         await broker.connect()
         await declare_topology(broker)
 
+    async def freeze_once_consuming() -> None:
+        # FastStream completes the lifespan's start-up before its after-startup hooks run: what the consumers
+        # made on starting is frozen here (papo_common.heap)
+        freeze_heap()
+
     return AsgiFastStream(
         broker,
         asgi_routes=ops_routes(broker, checks or {}),
         on_startup=[*on_startup, declare],
-        after_startup=list(after_startup),
+        after_startup=[*after_startup, freeze_once_consuming],
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
