@@ -3,53 +3,28 @@ test process freeze nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from faststream.rabbit import RabbitBroker, TestRabbitBroker
 
 from papo_common import heap
 from papo_common.metrics import REGISTRY
+from papo_common.service import consumer_app
 
 
 @pytest.fixture
 def served() -> Iterator[None]:
     """This test process as a served one, put back afterwards: nothing stays frozen, no callback stays."""
     assert gc.get_freeze_count() == 0
+    heap.serve_process()
     yield
     gc.unfreeze()
     heap._pauses.served = False
     if heap._pauses in gc.callbacks:
         gc.callbacks.remove(heap._pauses)
-
-
-class LifespanApp:
-    """An ASGI app that completes its lifespan's start-up and records the scopes it was handed."""
-
-    def __init__(self) -> None:
-        self.scopes: list[str] = []
-        self.frozen_during_startup: int | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.scopes.append(scope["type"])
-        if scope["type"] == "lifespan":
-            await receive()
-            self.frozen_during_startup = gc.get_freeze_count()
-            await send({"type": "lifespan.startup.complete"})
-
-
-async def run_startup(app: Any) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app({"type": "lifespan"}, receive, send)
-    return sent
 
 
 def pauses_observed(generation: int) -> float:
@@ -58,35 +33,31 @@ def pauses_observed(generation: int) -> float:
 
 
 @pytest.mark.usefixtures("served")
-async def test_the_heap_is_frozen_once_the_served_app_has_started() -> None:
-    app = LifespanApp()
-    sent = await run_startup(heap.serving(app))
-    assert sent == [{"type": "lifespan.startup.complete"}]
-    assert app.frozen_during_startup == 0, "frozen before the app had finished starting"
+def test_a_served_process_freezes_its_heap_and_shows_how_much() -> None:
+    heap.freeze_heap()
     assert gc.get_freeze_count() > 0
     assert REGISTRY.get_sample_value("papo_gc_frozen_objects") == gc.get_freeze_count()
 
 
 @pytest.mark.usefixtures("served")
-async def test_requests_reach_the_served_app_untouched() -> None:
-    app = LifespanApp()
-    served = heap.serving(app)
-    messages: list[dict[str, Any]] = []
+async def test_a_consumer_service_freezes_once_its_consumers_have_started() -> None:
+    broker = RabbitBroker("amqp://guest:guest@127.0.0.1:1/")
+    started = asyncio.Event()
+    frozen_while_starting: list[int] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
+    async def consumers_started() -> None:  # the service's own after-startup hooks (its consumers)
+        frozen_while_starting.append(gc.get_freeze_count())
+        started.set()
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request"}
-
-    await served({"type": "http"}, receive, send)
-    assert app.scopes == ["http"]
-    assert gc.get_freeze_count() == 0
+    app = consumer_app(broker, after_startup=[consumers_started])
+    async with TestRabbitBroker(broker), app.start_lifespan_context():
+        await started.wait()  # the freeze is the next hook, run without a pause in between
+        assert frozen_while_starting == [0], "frozen before the app had finished starting"
+        assert gc.get_freeze_count() > 0
 
 
 @pytest.mark.usefixtures("served")
 def test_each_collection_of_a_served_process_is_timed() -> None:
-    heap.serving(LifespanApp())
     before = pauses_observed(2)
     gc.collect()
     assert pauses_observed(2) == before + 1

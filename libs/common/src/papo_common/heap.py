@@ -5,12 +5,12 @@ A service imports Litestar or FastStream, pydantic, aio-pika, redis-py, SQLAlche
 generation walks all of them with the event loop stopped: 17 ms of CPU in debounce, 123 ms in the llm
 (docs/performance.md). Under steady load such a pass is rare, but it stalls every message in flight.
 
-A served process (`papo_common.service.serve` and ingest's `main`, through `serving`) therefore freezes its
-heap once it has started: `gc.collect()` drops what start-up left as garbage, and `gc.freeze()` moves
-everything still alive into the permanent generation, which no pass walks again. A model loaded later, in the
-background, freezes what it loaded the same way (`freeze_heap`), and so does a consumer service once its
-consumers have started (`consumer_app`'s last after-startup hook: FastStream completes the lifespan's
-start-up before those hooks run). Objects made while handling messages are collected as before.
+A served process (`papo_common.service.serve` and ingest's `main` call `serve_process` before uvicorn runs
+the app) therefore freezes its heap once it has started: `gc.collect()` drops what start-up left as garbage,
+and `gc.freeze()` moves everything still alive into the permanent generation, which no pass walks again.
+`freeze_heap` is called where each app has finished starting: the last after-startup hook of `consumer_app`
+(once the consumers run), the end of ingest's lifespan start-up, and after a model loaded in the background.
+Objects made while handling messages are collected as before.
 
 Apps built in a test process are not served, so nothing is frozen there: tests keep the collector they
 expect. A served process observes every pause in `papo_gc_pause_seconds`, by generation, and shows how much
@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from typing import Any
 
 from papo_common.metrics import GC_FROZEN_OBJECTS, GC_PAUSE_SECONDS
 
@@ -47,30 +46,13 @@ class _Pauses:
 _pauses = _Pauses()
 
 
-def serving(app: Any) -> Any:
-    """`app`, served by this process: its heap is frozen once its lifespan has started, and every pause of the
-    collector is observed from now on.
-
-    An ASGI wrapper that watches the lifespan's `startup.complete` and hands every other scope straight on.
-    """
+def serve_process() -> None:
+    """Mark this process as one that serves a service: `freeze_heap` freezes from now on, and every pause of
+    the collector is observed."""
     _pauses.served = True
     if _pauses not in gc.callbacks:
         gc.callbacks.append(_pauses)
     GC_FROZEN_OBJECTS.set_function(gc.get_freeze_count)
-
-    async def served(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-
-        async def send_watched(message: Any) -> None:
-            await send(message)
-            if message["type"] == "lifespan.startup.complete":
-                freeze_heap()
-
-        await app(scope, receive, send_watched)
-
-    return served
 
 
 def freeze_heap() -> None:

@@ -18,7 +18,7 @@ from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from prometheus_client import make_asgi_app
 
 from papo_common.broker import BrokerMetrics, make_broker
-from papo_common.heap import freeze_heap, serving
+from papo_common.heap import freeze_heap, serve_process
 from papo_common.logging import configure_logging
 from papo_common.metrics import REGISTRY
 from papo_common.settings import PapoSettings
@@ -111,8 +111,7 @@ def consumer_app(
         await declare_topology(broker)
 
     async def freeze_once_consuming() -> None:
-        # FastStream completes the lifespan's start-up before its after-startup hooks run: what the consumers
-        # made on starting is frozen here (papo_common.heap)
+        # the last hook: the app has started and its consumers run (papo_common.heap)
         freeze_heap()
 
     return AsgiFastStream(
@@ -140,8 +139,9 @@ def serve(app: Any, settings: PapoSettings) -> None:
     frozen once it has started (`papo_common.heap`)."""
     import uvicorn
 
+    serve_process()
     uvicorn.run(
-        serving(app),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from papo_common.broker import ConfirmedPublisher
-from papo_common.heap import serving
+from papo_common.heap import freeze_heap, serve_process
 from papo_common.own_sends import OwnSends
 from papo_common.periodic import Periodic
 from papo_common.redis import make_redis
@@ -103,6 +103,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         announce(admin)
         await link.start()
         await instance_gauge.start()
+        freeze_heap()  # started: what start-up made lives as long as the process (papo_common.heap)
         try:
             yield
         finally:
@@ -189,8 +190,9 @@ def main() -> None:
         raise SystemExit(2) from None
     app = create_app(settings)
     require_durable_redis(settings)
+    serve_process()
     uvicorn.run(
-        serving(app),
+        app,
         host=settings.http_host,
         port=settings.ingest_port,
         log_config=None,
