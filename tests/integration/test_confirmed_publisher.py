@@ -95,6 +95,36 @@ async def test_its_messages_carry_what_faststreams_publish_sets_and_are_counted_
     assert published("success") - before == 1
 
 
+async def test_each_message_gets_ids_of_its_own_and_keeps_its_headers(
+    broker: RabbitBroker, inbound_text: aio_pika.abc.AbstractQueue
+) -> None:
+    """aiormq matches a returned message to its publish by message id: two publishes never share one."""
+    publisher = ConfirmedPublisher(broker)
+
+    for index in range(3):
+        await publisher(text_message(f"m-ids-{index}", "oi"), headers={"x-papo-attempt": index})
+
+    messages = await received(inbound_text, 3)
+    assert len({m.message_id for m in messages}) == 3
+    assert len({m.correlation_id for m in messages}) == 3
+    assert all(len(m.message_id or "") == 32 for m in messages), "the shape of FastStream's uuid4 ids"
+    assert [m.headers["x-papo-attempt"] for m in messages] == [0, 1, 2]
+
+
+async def test_a_message_no_queue_takes_raises_instead_of_vanishing(rabbitmq_url: str) -> None:
+    """`mandatory` and the channel's `on_return_raises`: the exchange exists, nothing is bound to it."""
+    bare = make_broker(PapoSettings(rabbitmq_url=rabbitmq_url), app_id="papo-test")  # type: ignore[arg-type]
+    async with bare:
+        await bare.declare_exchange(EXCHANGE)
+        publisher = ConfirmedPublisher(bare)
+        before = published("error")
+
+        with pytest.raises(aio_pika.exceptions.PublishError):
+            await publisher(text_message("m-unroutable", "oi"))
+
+        assert published("error") - before == 1
+
+
 async def test_publishes_that_start_together_look_the_exchange_up_once(
     broker: RabbitBroker, inbound_text: aio_pika.abc.AbstractQueue, rabbitmq_url: str
 ) -> None:
