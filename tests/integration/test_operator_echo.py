@@ -20,7 +20,7 @@ from papo_common.redis import make_redis
 from papo_ingest.dedupe import SeenMessages
 from papo_ingest.evolution import ConnectionUpdate, IntakePolicy
 from papo_ingest.instances import Instances
-from papo_ingest.intake import ACCEPTED, Intake, Outcome
+from papo_ingest.intake import ACCEPTED, DUPLICATE, Intake, Outcome
 from papo_ingest.senders import Senders, forget_identities, identity_key
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evolution"
@@ -94,10 +94,10 @@ async def test_echo_before_sendtext_answered_is_its_own_by_its_text(
     # Evolution posts send.message before it answers sendText: only the expected text is known yet
     await own_sends.expect("loja-centro", PN, "Olá! Sábado abrimos das 9h às 18h.")
     assert await intake.receive(webhook("send_message")) == OWN_SEND
-    # the same message echoed again by a linked device, text and all, is recognised by its id
+    # the same message echoed again by a linked device, text and all: its id was remembered with the echo
     upsert = webhook("from_me", "3EB05E47000000000001")
     upsert["data"]["message"] = {"conversation": "outro texto"}
-    assert await intake.receive(upsert) == OWN_SEND
+    assert await intake.receive(upsert) == DUPLICATE
     assert published == []
 
 

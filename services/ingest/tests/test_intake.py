@@ -243,7 +243,9 @@ async def test_papos_own_echo_is_recognised_in_one_round_trip(
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
     outcome = await intake.receive(echo)
     assert (outcome.status, outcome.reason) == ("ignored", "own_send")
-    assert sent == 3, "the claim, the own-send lookup, the claim's release"
+    assert sent == 2, "the claim, the own-send lookup; no release: the echo is remembered with the next claim"
+    assert await intake.receive(echo) == DUPLICATE, "its repeat: one round trip, carrying the mark"
+    assert sent == 3
 
 
 async def test_papos_own_echo_is_recognised_while_the_broker_is_away(redis: Redis, prefix: str) -> None:

@@ -107,7 +107,9 @@ class Intake:
             if claim is ClaimOutcome.CLAIMED and person is not None:
                 message = person.message
                 if self._senders is not None and await self._senders.is_own(message):
-                    await self._seen.release(key, token)
+                    # remembered like a published message, with the next claim's round trip: a repeat of
+                    # the echo is a duplicate, and this one costs no round trip of its own
+                    self._seen.confirm(key)
                     return Outcome("ignored", OWN_SEND.reason, OWN_SEND.detail)
         except (RedisError, OSError) as error:
             logger.warning("redis unavailable, asking for a retry", extra={"error": _describe(error)})
