@@ -41,6 +41,18 @@ async def test_a_lease_is_exclusive_renewed_while_held_and_released_after(
     assert await redis_client.exists(key) == 0
 
 
+async def test_each_lease_holds_a_random_token_of_its_own(redis_client: Redis, redis_prefix: str) -> None:
+    """Not redis-py's uuid1, which carries the host's MAC address and clock into Redis."""
+    key = f"{redis_prefix}:lease"
+    tokens = []
+    for _ in range(2):
+        async with hold_lease(redis_client, key, lease_seconds=5, wait_seconds=1):
+            tokens.append(await redis_client.get(key))
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens)
+    assert tokens[0] != tokens[1]
+    assert uuid.getnode().to_bytes(6, "big").hex().encode() not in tokens[0]
+
+
 async def _ttl_refreshed(redis_client: Redis, key: str) -> None:
     """Returns once the lease's TTL went up again (a renewal), polling Redis."""
     last = await redis_client.pttl(key)
