@@ -23,21 +23,23 @@ pytestmark = pytest.mark.integration
 async def deaf_server() -> AsyncIterator[str]:
     """A server that answers the client's connection handshake (`CLIENT SETINFO`, twice), then never reads
     again: the socket buffers fill and the client's next large write cannot finish."""
-    answered = asyncio.Event()
+    released = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
         writer.write(b"+OK\r\n+OK\r\n")
         await writer.drain()
-        answered.set()
-        await asyncio.Event().wait()  # hold the connection open, reading nothing
+        await released.wait()  # hold the connection open, reading nothing, until the test is over
+        writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
+        released.set()
         server.close()
+        await server.wait_closed()
 
 
 async def test_a_write_the_server_never_reads_fails_within_the_timeout(deaf_server: str) -> None:
@@ -50,11 +52,12 @@ async def test_a_write_the_server_never_reads_fails_within_the_timeout(deaf_serv
         await client.aclose()
 
 
-async def test_commands_go_through_on_a_real_server(redis_url: str) -> None:
+async def test_commands_go_through_on_a_real_server(redis_url: str, redis_prefix: str) -> None:
     client = make_redis(redis_url)
+    key = f"{redis_prefix}:scoped-write"
     try:
-        assert await client.set("papo:test:scoped-write", b"1", ex=10)
-        assert await client.get("papo:test:scoped-write") == b"1"
+        assert await client.set(key, b"1", ex=10)
+        assert await client.get(key) == b"1"
         connection = await client.connection_pool.get_connection()
         assert connection.socket_timeout == 5.0, "the timeout survives the write"
         await client.connection_pool.release(connection)
